@@ -1,0 +1,47 @@
+//! What the manifest knows about one data file.
+
+use std::collections::BTreeMap;
+
+use arrow::array::ArrayRef;
+use datafusion::common::ScalarValue;
+
+/// One Parquet data file of a dataset, as the manifest records it.
+///
+/// Partition columns are not stored inside data files (the hive convention, so DuckDB,
+/// pyarrow and Spark add them back from the path); their values live here, typed as the
+/// dataset schema says.
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    /// Path relative to the dataset root, e.g. `origin=JFK/part-00003-<uuid>.parquet`.
+    pub path: String,
+    /// One value per `partition_on` column, in order; `ScalarValue` nulls for null values.
+    pub partition_values: Vec<ScalarValue>,
+    /// The bucket every row of this file hashes to, when the dataset is bucketed.
+    pub bucket: Option<u32>,
+    /// Rows in the file.
+    pub num_rows: u64,
+    /// Size of the file in bytes.
+    pub size_bytes: u64,
+    /// Statistics per data column (partition columns excluded), for columns whose type
+    /// supports min/max. A column absent from the map has no statistics.
+    pub column_stats: BTreeMap<String, ColumnStats>,
+    /// Distinct values of each indexed column in this file, as the writer saw them; a
+    /// commit turns them into secondary-index entries. Empty for files read back from a
+    /// segment (the index files hold them then).
+    pub index_values: BTreeMap<String, ArrayRef>,
+}
+
+/// Min, max and null count of one column in one data file.
+///
+/// `min` and `max` are bounds: every non-null value `v` of the column satisfies
+/// `min <= v <= max` (they may be looser than the true extremes, e.g. truncated strings).
+/// A null `ScalarValue` means the bound is unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnStats {
+    /// Lower bound of the non-null values, typed as the column.
+    pub min: ScalarValue,
+    /// Upper bound of the non-null values, typed as the column.
+    pub max: ScalarValue,
+    /// Number of nulls, when known.
+    pub null_count: Option<u64>,
+}

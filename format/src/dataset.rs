@@ -1,0 +1,505 @@
+//! Opening, creating and reading a dataset's versions.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::commit::{Action, CommitBuilder};
+use crate::datafile::DataFile;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::location::{Location, join};
+use crate::manifest::{
+    CommitInfo, FileList, IndexFile, Manifest, Operation, SegmentSummary, Snapshot,
+    decode_segment, decode_version_file, encode_version_file, parse_version_file_name,
+    version_path,
+};
+use crate::schema::schema_to_v1;
+
+/// Where the non-authoritative "latest version" hint lives.
+pub(crate) const LATEST_HINT: &str = "_terrace/_latest";
+const VERSIONS_DIR: &str = "_terrace/versions";
+
+/// What to create a dataset with.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Partitioning and bucketing.
+    pub layout: Layout,
+    /// Columns that get a secondary index (value -> files) on every commit.
+    pub indexed_columns: Vec<String>,
+}
+
+/// A dataset at a location, with the version it was opened at.
+///
+/// Cheap to clone. The loaded [`Snapshot`] does not change by itself: reads see that
+/// version until [`Dataset::refresh`] (or a commit) returns a newer one.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    location: Arc<Location>,
+    snapshot: Snapshot,
+}
+
+impl Dataset {
+    /// Create an empty dataset (version 0) at `location`.
+    ///
+    /// Refuses a location that already holds a dataset, an invalid layout, and a store
+    /// that cannot create objects only if absent.
+    pub async fn create(location: &str, schema: SchemaRef, layout: Layout) -> Result<Dataset> {
+        Self::create_with(location, schema, CreateOptions { layout, ..Default::default() }).await
+    }
+
+    /// [`Dataset::create`] with secondary indices.
+    pub async fn create_with(
+        location: &str,
+        schema: SchemaRef,
+        options: CreateOptions,
+    ) -> Result<Dataset> {
+        Self::create_at(Location::parse(location)?, schema, options).await
+    }
+
+    /// [`Dataset::create_with`] at an already resolved [`Location`].
+    pub async fn create_at(
+        location: Location,
+        schema: SchemaRef,
+        options: CreateOptions,
+    ) -> Result<Dataset> {
+        let location = Arc::new(location);
+        options.layout.validate(&schema)?;
+        schema_to_v1(&schema)?;
+        for column in &options.indexed_columns {
+            let field = schema.field_with_name(column).map_err(|_| Error::UnknownColumn {
+                role: "index",
+                column: column.clone(),
+                available: schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            if options.layout.partition_on.contains(column)
+                || !crate::manifest::is_stats_type(field.data_type())
+            {
+                return Err(Error::UnsupportedColumnType {
+                    role: "index",
+                    column: column.clone(),
+                    data_type: field.data_type().clone(),
+                });
+            }
+        }
+        match latest_version(&location).await {
+            Ok(_) => {
+                return Err(Error::DatasetExists {
+                    location: location.display.clone(),
+                });
+            }
+            Err(Error::DatasetNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        probe_conditional_put(&location).await?;
+        let manifest = Manifest {
+            dataset_id: uuid::Uuid::new_v4().to_string(),
+            version: 0,
+            parent: None,
+            timestamp: Utc::now(),
+            commit: CommitInfo {
+                operation: Operation::Create,
+                job_id: None,
+                idempotency_key: None,
+                rows_added: 0,
+                files_added: 0,
+                rows_removed: 0,
+                files_removed: 0,
+                partitions: vec![],
+            },
+            schema,
+            layout: options.layout,
+            indexed_columns: options.indexed_columns,
+            indices: vec![],
+            segments: vec![],
+        };
+        match put_version(&location, &manifest).await {
+            Ok(()) => {}
+            Err(Error::ObjectStore {
+                source: object_store::Error::AlreadyExists { .. },
+                ..
+            }) => {
+                return Err(Error::DatasetExists {
+                    location: location.display.clone(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        write_latest_hint(&location, 0).await;
+        Ok(Dataset {
+            location,
+            snapshot: Snapshot {
+                manifest: Arc::new(manifest),
+            },
+        })
+    }
+
+    /// Open the latest version of the dataset at `location`.
+    pub async fn open(location: &str) -> Result<Dataset> {
+        Self::open_at(Location::parse(location)?).await
+    }
+
+    /// [`Dataset::open`] at an already resolved [`Location`].
+    pub async fn open_at(location: Location) -> Result<Dataset> {
+        let location = Arc::new(location);
+        let version = latest_version(&location).await?;
+        let snapshot = load_snapshot(&location, version).await?;
+        Ok(Dataset { location, snapshot })
+    }
+
+    /// Open a given version (time travel).
+    pub async fn open_version(location: &str, version: u64) -> Result<Dataset> {
+        let dataset = Self::open(location).await?;
+        let snapshot = dataset.snapshot(version).await?;
+        Ok(dataset.with_snapshot(snapshot))
+    }
+
+    /// Open the version that was current at `timestamp` (time travel).
+    pub async fn open_as_of(location: &str, timestamp: DateTime<Utc>) -> Result<Dataset> {
+        let dataset = Self::open(location).await?;
+        let snapshot = dataset.snapshot_at(timestamp).await?;
+        Ok(dataset.with_snapshot(snapshot))
+    }
+
+    /// The same dataset with another loaded snapshot.
+    pub fn with_snapshot(&self, snapshot: Snapshot) -> Dataset {
+        Dataset {
+            location: self.location.clone(),
+            snapshot,
+        }
+    }
+
+    /// The loaded version.
+    pub fn current(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The loaded version's number.
+    pub fn version(&self) -> u64 {
+        self.snapshot.version()
+    }
+
+    /// The loaded version's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.snapshot.schema()
+    }
+
+    /// The location as given.
+    pub fn location(&self) -> &str {
+        &self.location.display
+    }
+
+    /// The object store holding the dataset.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.location.store.clone()
+    }
+
+    /// The dataset root in the store.
+    pub fn root(&self) -> &Path {
+        &self.location.root
+    }
+
+    /// Re-read the latest version.
+    pub async fn refresh(&self) -> Result<Dataset> {
+        Ok(self.with_snapshot(self.latest().await?))
+    }
+
+    /// The latest committed version, read from the store now.
+    pub async fn latest(&self) -> Result<Snapshot> {
+        let version = latest_version(&self.location).await?;
+        if version == self.snapshot.version() {
+            return Ok(self.snapshot.clone());
+        }
+        load_snapshot(&self.location, version).await
+    }
+
+    /// A given version.
+    pub async fn snapshot(&self, version: u64) -> Result<Snapshot> {
+        if version == self.snapshot.version() {
+            return Ok(self.snapshot.clone());
+        }
+        load_snapshot(&self.location, version).await
+    }
+
+    /// The newest version committed at or before `timestamp`.
+    pub async fn snapshot_at(&self, timestamp: DateTime<Utc>) -> Result<Snapshot> {
+        let versions = list_versions(&self.location).await?;
+        // Timestamps grow with version numbers (each commit is made after reading its
+        // parent), so walk down from the newest.
+        for version in versions.into_iter().rev() {
+            let snapshot = load_snapshot(&self.location, version).await?;
+            if snapshot.timestamp() <= timestamp {
+                return Ok(snapshot);
+            }
+        }
+        Err(Error::NoVersionAtTime {
+            location: self.location.display.clone(),
+            timestamp: timestamp.to_rfc3339(),
+        })
+    }
+
+    /// Every retained version, oldest first.
+    pub async fn history(&self) -> Result<Vec<Snapshot>> {
+        let versions = list_versions(&self.location).await?;
+        futures::stream::iter(versions)
+            .map(|v| load_snapshot(&self.location, v))
+            .buffered(16)
+            .try_collect()
+            .await
+    }
+
+    /// Read the files listed by one segment.
+    pub async fn read_segment(&self, segment: &SegmentSummary) -> Result<FileList> {
+        read_segment(&self.location, &self.snapshot, segment).await
+    }
+
+    /// Every data file of the loaded version.
+    pub async fn files(&self) -> Result<Vec<DataFile>> {
+        let lists: Vec<FileList> = futures::stream::iter(self.snapshot.segments())
+            .map(|s| self.read_segment(s))
+            .buffered(8)
+            .try_collect()
+            .await?;
+        let mut files = Vec::with_capacity(self.snapshot.num_files() as usize);
+        for list in lists {
+            files.extend(list.data_files()?);
+        }
+        Ok(files)
+    }
+
+    /// Read an index file: columns `value` and `path`, sorted by value.
+    pub async fn read_index(&self, index: &IndexFile) -> Result<RecordBatch> {
+        crate::index::read_index(&self.location, &self.snapshot, index).await
+    }
+
+    /// A writer for new data files in the loaded version's schema and layout; with
+    /// [`crate::WriterOptions::index_columns`] left empty it records the dataset's
+    /// indexed columns.
+    pub fn writer(&self, mut options: crate::WriterOptions) -> Result<crate::DataFileWriter> {
+        self.writer_with_schema(self.schema(), {
+            if options.index_columns.is_empty() {
+                options.index_columns = self.snapshot.indexed_columns().to_vec();
+            }
+            options
+        })
+    }
+
+    /// A writer for a schema evolved from the dataset's (see [`crate::reconcile`]); commit
+    /// its files with [`CommitBuilder::with_schema`].
+    pub fn writer_with_schema(
+        &self,
+        schema: SchemaRef,
+        options: crate::WriterOptions,
+    ) -> Result<crate::DataFileWriter> {
+        crate::DataFileWriter::new(
+            self.store(),
+            self.root().clone(),
+            schema,
+            self.snapshot.layout().clone(),
+            options,
+        )
+    }
+
+    /// Start a commit that adds `files` (written by a [`crate::DataFileWriter`]).
+    pub fn append(&self, files: Vec<DataFile>) -> CommitBuilder {
+        CommitBuilder::new(self.clone(), Action::Append(files))
+    }
+
+    /// Start a commit that replaces the partitions `files` belong to with `files` (the
+    /// whole dataset when it is not partitioned).
+    pub fn overwrite_partitions(&self, files: Vec<DataFile>) -> CommitBuilder {
+        CommitBuilder::new(self.clone(), Action::OverwritePartitions(files))
+    }
+
+    /// Start a commit that removes every file of the given partitions (one value per
+    /// `partition_on` column each, typed as the schema; nulls for null partitions).
+    pub fn delete_partitions(
+        &self,
+        partitions: Vec<Vec<datafusion::common::ScalarValue>>,
+    ) -> CommitBuilder {
+        CommitBuilder::new(self.clone(), Action::DeletePartitions(partitions))
+    }
+
+    /// Start a commit that removes the files at `remove` (paths relative to the root)
+    /// and adds `add` holding the same rows (compaction).
+    pub fn rewrite(&self, remove: Vec<String>, add: Vec<DataFile>) -> CommitBuilder {
+        CommitBuilder::new(self.clone(), Action::Rewrite { remove, add })
+    }
+
+    pub(crate) fn location_handle(&self) -> &Arc<Location> {
+        &self.location
+    }
+}
+
+pub(crate) async fn read_segment(
+    location: &Location,
+    snapshot: &Snapshot,
+    segment: &SegmentSummary,
+) -> Result<FileList> {
+    let path = location.child(&segment.path);
+    let bytes = get_bytes(location, &path).await?;
+    decode_segment(bytes, snapshot.schema(), snapshot.layout(), path.as_ref())
+}
+
+pub(crate) async fn get_bytes(location: &Location, path: &Path) -> Result<Bytes> {
+    let result = location
+        .store
+        .get(path)
+        .await
+        .map_err(|e| Error::store(path, e))?;
+    result.bytes().await.map_err(|e| Error::store(path, e))
+}
+
+/// Load and check one version file.
+pub(crate) async fn load_snapshot(location: &Location, version: u64) -> Result<Snapshot> {
+    let path = location.child(&version_path(version));
+    let bytes = match get_bytes(location, &path).await {
+        Err(Error::ObjectStore {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => {
+            return Err(Error::VersionNotFound {
+                location: location.display.clone(),
+                version,
+            });
+        }
+        other => other?,
+    };
+    let manifest = decode_version_file(&bytes, path.as_ref())?;
+    if manifest.version != version {
+        return Err(Error::CorruptManifest {
+            path: path.to_string(),
+            reason: format!("it says it is version {}", manifest.version),
+        });
+    }
+    Ok(Snapshot {
+        manifest: Arc::new(manifest),
+    })
+}
+
+/// Write a version file only if it does not exist yet: the commit point.
+pub(crate) async fn put_version(location: &Location, manifest: &Manifest) -> Result<()> {
+    let bytes = encode_version_file(manifest)?;
+    let path = location.child(&version_path(manifest.version));
+    location
+        .store
+        .put_opts(&path, PutPayload::from(bytes), PutOptions::from(PutMode::Create))
+        .await
+        .map_err(|e| match e {
+            object_store::Error::NotImplemented { .. } => Error::ConditionalPutUnsupported {
+                location: location.display.clone(),
+            },
+            e => Error::store(&path, e),
+        })?;
+    Ok(())
+}
+
+/// Best effort: the hint only saves a listing; readers never trust it alone.
+pub(crate) async fn write_latest_hint(location: &Location, version: u64) {
+    let path = location.child(LATEST_HINT);
+    if let Err(e) = location
+        .store
+        .put(&path, PutPayload::from(version.to_string().into_bytes()))
+        .await
+    {
+        tracing::debug!(%path, error = %e, "could not update the latest-version hint");
+    }
+}
+
+/// Every version number present, ascending.
+pub(crate) async fn list_versions(location: &Location) -> Result<Vec<u64>> {
+    let prefix = location.child(VERSIONS_DIR);
+    let mut versions: Vec<u64> = location
+        .store
+        .list(Some(&prefix))
+        .map_err(|e| Error::store(&prefix, e))
+        .try_filter_map(|meta| async move {
+            Ok(meta.location.filename().and_then(parse_version_file_name))
+        })
+        .try_collect()
+        .await?;
+    versions.sort_unstable();
+    if versions.is_empty() {
+        return Err(Error::DatasetNotFound {
+            location: location.display.clone(),
+        });
+    }
+    Ok(versions)
+}
+
+/// The latest version: start from the hint, then step forward while the next version
+/// exists; without a usable hint, list the versions directory.
+pub(crate) async fn latest_version(location: &Location) -> Result<u64> {
+    let hint = match get_bytes(location, &location.child(LATEST_HINT)).await {
+        Ok(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok()),
+        Err(Error::ObjectStore {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => None,
+        Err(e) => return Err(e),
+    };
+    let mut version = match hint {
+        Some(v) if exists(location, v).await? => v,
+        _ => *list_versions(location)
+            .await?
+            .last()
+            .unwrap_or_else(|| unreachable!("list_versions never returns an empty list")),
+    };
+    while exists(location, version + 1).await? {
+        version += 1;
+    }
+    Ok(version)
+}
+
+async fn exists(location: &Location, version: u64) -> Result<bool> {
+    let path = location.child(&version_path(version));
+    match location.store.head(&path).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(Error::store(&path, e)),
+    }
+}
+
+/// Prove the store refuses a second create of the same object, so commits cannot race.
+async fn probe_conditional_put(location: &Location) -> Result<()> {
+    let path = join(
+        &location.root,
+        &format!("_terrace/_probe/{}", uuid::Uuid::new_v4()),
+    );
+    let create = || {
+        location.store.put_opts(
+            &path,
+            PutPayload::from_static(b"probe"),
+            PutOptions::from(PutMode::Create),
+        )
+    };
+    let unsupported = || Error::ConditionalPutUnsupported {
+        location: location.display.clone(),
+    };
+    let result = match create().await {
+        Ok(_) => match create().await {
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Ok(_) | Err(object_store::Error::NotImplemented { .. }) => Err(unsupported()),
+            Err(e) => Err(Error::store(&path, e)),
+        },
+        Err(object_store::Error::NotImplemented { .. }) => Err(unsupported()),
+        Err(e) => Err(Error::store(&path, e)),
+    };
+    if let Err(e) = location.store.delete(&path).await {
+        tracing::debug!(%path, error = %e, "could not remove the conditional-put probe");
+    }
+    result
+}

@@ -1,0 +1,63 @@
+//! terrace-format: the on-store format of a terrace dataset.
+//!
+//! A dataset is a directory of plain Parquet files under hive-style partition paths plus a
+//! `_terrace/` directory holding its manifest: one immutable JSON version file per commit
+//! and Parquet *segments* listing the data files with typed per-file statistics. A write
+//! becomes visible all at once when its version file is created with a put-if-absent, so
+//! readers see one version or the next, never a mix.
+//!
+//! This crate owns the dataset location and object store, the manifest and its
+//! (de)serialisation, the data-file layout (partition paths, bucket hash, file names),
+//! schema rules, per-file statistics, secondary indices, the commit protocol, and reading
+//! and writing data files. It never prints or exits: every failure is an [`Error`].
+//!
+//! ```no_run
+//! # async fn demo(batches: Vec<arrow::record_batch::RecordBatch>) -> terrace_format::Result<()> {
+//! use terrace_format::{Dataset, Layout, WriterOptions};
+//! let schema = batches[0].schema();
+//! let layout = Layout {
+//!     partition_on: vec!["origin".into()],
+//!     bucket_by: vec!["tailnum".into()],
+//!     num_buckets: Some(8),
+//! };
+//! let dataset = Dataset::create("./lake/flights", schema, layout).await?;
+//! let mut writer = dataset.writer(WriterOptions::default())?;
+//! for batch in batches {
+//!     writer.write(batch).await?;
+//! }
+//! let files = writer.finish().await?;
+//! let version = dataset.append(files).commit().await?;
+//! println!("committed version {}", version.version());
+//! # Ok(()) }
+//! ```
+
+mod commit;
+mod datafile;
+mod dataset;
+mod error;
+mod index;
+mod layout;
+mod location;
+mod manifest;
+mod reader;
+mod schema;
+mod stats;
+mod writer;
+
+pub use commit::{CommitBuilder, Committed};
+pub use datafile::{ColumnStats, DataFile};
+pub use dataset::{CreateOptions, Dataset};
+pub use error::{Error, Result};
+pub use layout::{
+    Layout, NULL_PARTITION_MARKER, bucket_for_scalar, bucket_ids, data_file_name,
+    decode_path_segment, encode_path_segment, iceberg_hash_scalar, murmur3_x86_32,
+    parse_partition_path, partition_path, partition_value_from_str, partition_value_to_string,
+};
+pub use location::Location;
+pub use manifest::{
+    CommitInfo, FORMAT_VERSION, FileList, IndexFile, Operation, SegmentSummary, Snapshot,
+    is_stats_type,
+};
+pub use reader::{ScanRequest, read_data_files};
+pub use schema::{SchemaEvolution, conform_batch, file_schema, reconcile};
+pub use writer::{DataFileWriter, WriterOptions};

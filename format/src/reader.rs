@@ -1,0 +1,241 @@
+//! Reading a set of data files with projection, pruning and exact filtering.
+//!
+//! The scan is DataFusion's own Parquet scan, not a hand-written evaluator: a
+//! `DataSourceExec` over a `FileScanConfig` with a `ParquetSource` (filter pushdown with
+//! reordering, page index on). Each data file becomes one `PartitionedFile` carrying its
+//! partition values as table partition columns, so partition columns come back typed and
+//! a predicate on them prunes whole files. Row groups and pages are pruned from the
+//! files' statistics and page index; a `FilterExec` on top makes the result exact
+//! whatever the pushdown could prove. Batches stream: nothing holds a whole file.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{FieldRef, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::col;
+use datafusion::physical_plan::filter::FilterExecBuilder;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+
+use crate::datafile::DataFile;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::schema::file_schema;
+use crate::writer::object_path;
+
+/// What to read from a set of data files.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    /// The files to read (already pruned by the planner, or all of them).
+    pub files: Vec<DataFile>,
+    /// Columns to return, in this order; `None` returns every column of the dataset
+    /// schema in its order. Partition columns may be named like any other column.
+    pub projection: Option<Vec<String>>,
+    /// Rows to keep; may use partition and data columns. Used to prune row groups and
+    /// pages, then applied exactly.
+    pub predicate: Option<Expr>,
+    /// Rows per returned batch (at most).
+    pub batch_size: usize,
+}
+
+impl ScanRequest {
+    /// Read every row and column of `files`, 8192 rows per batch.
+    pub fn new(files: Vec<DataFile>) -> Self {
+        Self {
+            files,
+            projection: None,
+            predicate: None,
+            batch_size: 8192,
+        }
+    }
+}
+
+/// Stream the rows of `request.files` (below `root` in `store`) of a dataset with `schema`
+/// and `layout`, projected and filtered as the request says.
+///
+/// Columns come back in projection order, or in the dataset schema's order; partition
+/// columns come back typed as the schema says. Rows keep no particular order across
+/// files (files are read concurrently).
+pub async fn read_data_files(
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    schema: SchemaRef,
+    layout: &Layout,
+    request: ScanRequest,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let df = |context: &str| {
+        let context = context.to_string();
+        move |e| Error::datafusion(context, e)
+    };
+    let partition_fields: Vec<FieldRef> = layout
+        .partition_on
+        .iter()
+        .map(|name| {
+            schema
+                .field_with_name(name)
+                .map(|f| Arc::new(f.clone()))
+                .map_err(|_| unknown_column("partition", name, &schema))
+        })
+        .collect::<Result<_>>()?;
+    let table = TableSchema::new(file_schema(&schema, &layout.partition_on), partition_fields);
+    // DataFusion orders the scan's columns as file columns, then partition columns.
+    let table_arrow = Arc::clone(table.table_schema());
+
+    let output: Vec<String> = match &request.projection {
+        Some(columns) => columns.clone(),
+        None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+    };
+    for name in &output {
+        if table_arrow.index_of(name).is_err() {
+            return Err(unknown_column("projected", name, &schema));
+        }
+    }
+    if let Some(predicate) = &request.predicate {
+        for column in predicate.column_refs() {
+            if table_arrow.index_of(&column.name).is_err() {
+                return Err(unknown_column("predicate", &column.name, &schema));
+            }
+        }
+    }
+
+    let batch_size = request.batch_size.max(1);
+    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ctx = SessionContext::new_with_config(
+        SessionConfig::new()
+            .with_batch_size(batch_size)
+            .with_target_partitions(parallelism),
+    );
+    // A private URL per scan: the store is whatever the caller passed, not something
+    // DataFusion should resolve from a real URL.
+    let url = ObjectStoreUrl::parse(format!("terrace-{}://data/", uuid::Uuid::new_v4().simple()))
+        .map_err(df("naming the object store"))?;
+    ctx.runtime_env()
+        .register_object_store(url.as_ref(), Arc::clone(&store));
+
+    let table_df = DFSchema::try_from(table_arrow.as_ref().clone()).map_err(df("typing the scan"))?;
+    let scan_predicate = request
+        .predicate
+        .clone()
+        .map(|p| ctx.create_physical_expr(p, &table_df))
+        .transpose()
+        .map_err(df("planning the predicate"))?;
+
+    // Scan the output columns plus those only the predicate needs, in table order.
+    let mut needed: Vec<usize> = output
+        .iter()
+        .filter_map(|name| table_arrow.index_of(name).ok())
+        .collect();
+    if let Some(predicate) = &request.predicate {
+        needed.extend(
+            predicate
+                .column_refs()
+                .iter()
+                .filter_map(|c| table_arrow.index_of(&c.name).ok()),
+        );
+    }
+    needed.sort_unstable();
+    needed.dedup();
+
+    let mut source = ParquetSource::new(table)
+        .with_pushdown_filters(true)
+        .with_reorder_filters(true)
+        .with_enable_page_index(true);
+    if let Some(predicate) = &scan_predicate {
+        source = source.with_predicate(Arc::clone(predicate));
+    }
+    let files = request
+        .files
+        .iter()
+        .map(|file| {
+            let location = object_path(&root, &file.path)?;
+            Ok(PartitionedFile::new_from_meta(ObjectMeta {
+                location,
+                last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                size: file.size_bytes,
+                e_tag: None,
+                version: None,
+            })
+            .with_partition_values(file.partition_values.clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let config = FileScanConfigBuilder::new(url, Arc::new(source))
+        .with_file_groups(file_groups(files, parallelism))
+        .with_batch_size(Some(batch_size))
+        .with_projection_indices(Some(needed))
+        .map_err(df("projecting the scan"))?
+        .build();
+    let mut plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+
+    if let Some(predicate) = request.predicate {
+        // The scan's own filtering is best effort (pages, and rows only where pushdown
+        // applies); this filter makes the result exact.
+        let scanned = DFSchema::try_from(plan.schema().as_ref().clone())
+            .map_err(df("typing the scan output"))?;
+        let predicate = ctx
+            .create_physical_expr(predicate, &scanned)
+            .map_err(df("planning the predicate"))?;
+        plan = Arc::new(
+            FilterExecBuilder::new(predicate, plan)
+                .with_batch_size(batch_size)
+                .build()
+                .map_err(df("planning the filter"))?,
+        );
+    }
+    let scanned = plan.schema();
+    let exprs = output
+        .iter()
+        .map(|name| Ok((col(name, &scanned)?, name.clone())))
+        .collect::<datafusion::common::Result<Vec<(Arc<dyn PhysicalExpr>, String)>>>()
+        .map_err(df("projecting the output"))?;
+    plan = Arc::new(ProjectionExec::try_new(exprs, plan).map_err(df("projecting the output"))?);
+
+    let stream = execute_stream(plan, ctx.task_ctx()).map_err(df("starting the scan"))?;
+    Ok(stream
+        .map_err(|e| Error::datafusion("reading data files", e))
+        .boxed())
+}
+
+/// Spread files over up to `n` groups of similar byte size (each group is read by one
+/// partition of the scan, so groups run concurrently).
+fn file_groups(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
+    let n = n.clamp(1, files.len().max(1));
+    files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
+    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for file in files {
+        // Largest first into the lightest group: a cheap balance.
+        if let Some(group) = groups.iter_mut().min_by_key(|(bytes, _)| *bytes) {
+            group.0 += file.object_meta.size;
+            group.1.push(file);
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, files)| !files.is_empty())
+        .map(|(_, files)| FileGroup::new(files))
+        .collect()
+}
+
+fn unknown_column(role: &'static str, name: &str, schema: &arrow::datatypes::Schema) -> Error {
+    Error::UnknownColumn {
+        role,
+        column: name.to_string(),
+        available: schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}

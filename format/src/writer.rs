@@ -1,0 +1,1469 @@
+//! Writing Arrow record batches into a dataset's Parquet data files.
+//!
+//! [`DataFileWriter`] splits every batch by (partition values, bucket), keeps one open
+//! Parquet file per group and uploads each file straight to its final path
+//! (`root/<partition path>/<data file name>`); files are invisible until a commit
+//! references them, so no rename is needed. Partition columns are not stored in the
+//! files (hive convention): their typed values go into [`DataFile::partition_values`].
+//!
+//! Design choices, and why:
+//! - **Memory budget.** What the writer holds is the sum over open files of the Parquet
+//!   encoder's buffers ([`ArrowWriter::memory_size`]), rows waiting to be encoded, encoded
+//!   bytes waiting to be uploaded, and parts in flight. When that exceeds
+//!   [`WriterOptions::memory_budget`] after a batch, the largest files' row groups are
+//!   flushed first (their bytes then stream out in parts); if encoded bytes smaller than a
+//!   part still exceed the budget, the largest files are closed early (the next rows of
+//!   that group start a new file). So the writer never holds more than the budget plus one
+//!   batch, whatever the input size.
+//! - **Streaming uploads.** Encoded bytes leave in parts of
+//!   [`WriterOptions::upload_part_size`] through a bounded channel to one async upload task
+//!   per file; a file that ends before filling one part is sent with a single `put`. A
+//!   dropped writer never completes an upload, so aborted files do not appear.
+//! - **CPU off the executor.** Splitting, hashing and Parquet encoding run in
+//!   `spawn_blocking`, with the open files encoded in parallel by rayon.
+//! - **Small groups are coalesced**: rows of a group are buffered until a chunk is worth
+//!   encoding (or, with [`WriterOptions::sort_by`], until a whole row group is there so
+//!   that every row group is sorted).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::mem;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use bytes::{Bytes, BytesMut};
+use datafusion::common::{HashMap, HashSet, ScalarValue};
+use std::collections::HashMap as StdHashMap;
+use object_store::path::Path;
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use rayon::prelude::*;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::datafile::DataFile;
+use crate::error::{Error, Result};
+use crate::layout::{Layout, bucket_ids, data_file_name, partition_path};
+use crate::stats::file_column_stats;
+
+/// Tuning of a [`DataFileWriter`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterOptions {
+    /// A file is closed and a new one started once its encoded size reaches this
+    /// (default 128 MiB). Files end slightly above it: the check runs after each chunk.
+    pub target_file_size: u64,
+    /// Rows per Parquet row group (default 1 000 000). Row groups are smaller when the
+    /// memory budget forces an early flush.
+    pub row_group_rows: usize,
+    /// Bytes the writer may hold in buffers (default 512 MiB); exceeded by at most one
+    /// input batch.
+    pub memory_budget: usize,
+    /// zstd compression level (default 3).
+    pub zstd_level: i32,
+    /// Columns whose distinct values per file are collected into
+    /// [`DataFile::index_values`] (for secondary indices).
+    pub index_columns: Vec<String>,
+    /// Sort the rows of every row group by these columns (ascending, nulls first).
+    /// Rows are then buffered up to a whole row group before encoding.
+    pub sort_by: Vec<String>,
+    /// Size of the parts uploaded to the store (default 8 MiB). Stores like S3 need at
+    /// least 5 MiB; smaller parts suit only local and in-memory stores (tests).
+    pub upload_part_size: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            target_file_size: 128 * 1024 * 1024,
+            row_group_rows: 1_000_000,
+            memory_budget: 512 * 1024 * 1024,
+            zstd_level: 3,
+            index_columns: Vec::new(),
+            sort_by: Vec::new(),
+            upload_part_size: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Rows of one group buffered before they are handed to the Parquet encoder: big enough
+/// that per-call overhead vanishes, small enough to stay a minor share of memory.
+const CHUNK_ROWS: usize = 16 * 1024;
+
+/// Parts of one file that may be uploading at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Writes record batches of one dataset into partitioned, bucketed Parquet files.
+///
+/// Call [`write`](Self::write) for each batch, then [`finish`](Self::finish) to get the
+/// files to commit, or [`abort`](Self::abort) to remove what was uploaded.
+pub struct DataFileWriter {
+    schema: SchemaRef,
+    plan: Arc<Plan>,
+    /// `None` only while a blocking step owns it (or after a step panicked).
+    state: Option<Box<State>>,
+    /// Upload tasks of every file opened so far, with the object they write.
+    uploads: Vec<(Path, JoinHandle<Result<()>>)>,
+}
+
+impl std::fmt::Debug for DataFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataFileWriter")
+            .field("root", &self.plan.root)
+            .field("layout", &self.plan.layout)
+            .field("open_files", &self.state.as_ref().map(|s| s.open.len()))
+            .field("uploads", &self.uploads.len())
+            .finish()
+    }
+}
+
+/// Everything fixed for the writer's lifetime, shared with blocking steps.
+struct Plan {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    layout: Layout,
+    options: WriterOptions,
+    file_schema: SchemaRef,
+    props: WriterProperties,
+    /// Dataset-schema indices of the partition, bucket and stored (data) columns.
+    partition_idx: Vec<usize>,
+    bucket_idx: Vec<usize>,
+    data_idx: Vec<usize>,
+    /// File-schema indices of the sort columns.
+    sort_idx: Vec<usize>,
+    /// Indexed columns: name, file-schema index, and a converter to canonical bytes.
+    index: Vec<(String, usize, RowConverter)>,
+    /// Canonical bytes of partition values, so equal values group together.
+    partition_rows: Option<RowConverter>,
+    chunk_rows: usize,
+    handle: tokio::runtime::Handle,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Mutable state, moved into each blocking step and back.
+#[derive(Default)]
+struct State {
+    /// std's map, for rayon's parallel iteration over the open files.
+    open: StdHashMap<GroupKey, OpenFile>,
+    closed: Vec<DataFile>,
+    new_uploads: Vec<(Path, JoinHandle<Result<()>>)>,
+    peak: usize,
+    current: usize,
+}
+
+/// (canonical partition-value bytes, bucket).
+type GroupKey = (Box<[u8]>, Option<u32>);
+
+struct OpenFile {
+    partition_values: Vec<ScalarValue>,
+    bucket: Option<u32>,
+    rel_path: String,
+    writer: ArrowWriter<PartSink>,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    pending_bytes: usize,
+    rows: u64,
+    /// Canonical bytes of the distinct values of each indexed column.
+    index: Vec<HashSet<Box<[u8]>>>,
+}
+
+impl DataFileWriter {
+    /// A writer of files for a dataset with `schema` (partition columns included) and
+    /// `layout`, below `root` in `store`.
+    ///
+    /// Fails when the layout does not fit the schema, an index or sort column is unknown,
+    /// or it is called outside a Tokio runtime.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        schema: SchemaRef,
+        layout: Layout,
+        options: WriterOptions,
+    ) -> Result<Self> {
+        layout.validate(&schema)?;
+        let index_of = |role: &'static str, name: &str| {
+            schema.index_of(name).map_err(|_| Error::UnknownColumn {
+                role,
+                column: name.to_string(),
+                available: column_list(&schema),
+            })
+        };
+        let partition_idx = layout
+            .partition_on
+            .iter()
+            .map(|c| index_of("partition", c))
+            .collect::<Result<Vec<_>>>()?;
+        let bucket_idx = layout
+            .bucket_by
+            .iter()
+            .map(|c| index_of("bucket", c))
+            .collect::<Result<Vec<_>>>()?;
+        let data_idx: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !partition_idx.contains(i))
+            .collect();
+        let file_schema = Arc::new(Schema::new_with_metadata(
+            data_idx
+                .iter()
+                .map(|&i| schema.fields()[i].clone())
+                .collect::<Vec<_>>(),
+            schema.metadata().clone(),
+        ));
+        let file_index_of = |role: &'static str, name: &str| {
+            file_schema.index_of(name).map_err(|_| Error::UnknownColumn {
+                role,
+                column: name.to_string(),
+                available: column_list(&file_schema),
+            })
+        };
+        let sort_idx = options
+            .sort_by
+            .iter()
+            .map(|c| file_index_of("sort", c))
+            .collect::<Result<Vec<_>>>()?;
+        let index = options
+            .index_columns
+            .iter()
+            .map(|c| {
+                let i = file_index_of("index", c)?;
+                let converter = RowConverter::new(vec![SortField::new(
+                    file_schema.field(i).data_type().clone(),
+                )])
+                .map_err(|e| Error::arrow(format!("indexing column {c:?}"), e))?;
+                Ok((c.clone(), i, converter))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let partition_rows = if partition_idx.is_empty() {
+            None
+        } else {
+            let fields = partition_idx
+                .iter()
+                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                .collect();
+            Some(
+                RowConverter::new(fields)
+                    .map_err(|e| Error::arrow("preparing partition grouping", e))?,
+            )
+        };
+        let zstd = ZstdLevel::try_new(options.zstd_level)
+            .map_err(|e| Error::parquet("(writer options)", e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(zstd))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
+            .build();
+        let chunk_rows = if sort_idx.is_empty() {
+            CHUNK_ROWS.min(options.row_group_rows.max(1))
+        } else {
+            options.row_group_rows.max(1)
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| Error::Task {
+            context: "creating a data file writer".to_string(),
+            reason: format!("must be called inside a Tokio runtime: {e}"),
+        })?;
+        Ok(Self {
+            schema,
+            plan: Arc::new(Plan {
+                store,
+                root,
+                layout,
+                options,
+                file_schema,
+                props,
+                partition_idx,
+                bucket_idx,
+                data_idx,
+                sort_idx,
+                index,
+                partition_rows,
+                chunk_rows,
+                handle,
+                in_flight: Arc::new(AtomicUsize::new(0)),
+            }),
+            state: Some(Box::default()),
+            uploads: Vec::new(),
+        })
+    }
+
+    /// Write one batch; its schema must be the dataset schema (same names and types in
+    /// the same order). Rows are encoded in the background; errors of uploads surface
+    /// here or in [`finish`](Self::finish).
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        check_batch(&self.schema, &batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.step(move |plan, state| ingest(plan, state, &batch))
+            .await
+    }
+
+    /// Bytes the writer holds right now (encoder buffers, pending rows, unsent and
+    /// in-flight upload parts), as of the end of the last call.
+    pub fn buffered_bytes(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.current)
+    }
+
+    /// The most bytes the writer held at any point so far (measured after each batch is
+    /// encoded, before the budget is enforced).
+    pub fn peak_buffered_bytes(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.peak)
+    }
+
+    /// Close every open file, wait for all uploads and return the files written.
+    ///
+    /// On failure the uploaded files are left for `gc` (they are unreferenced); call
+    /// [`abort`](Self::abort) instead of `finish` to remove them eagerly.
+    pub async fn finish(mut self) -> Result<Vec<DataFile>> {
+        let closed = self.step(close_all).await;
+        let mut first_error = closed.err();
+        for (location, upload) in mem::take(&mut self.uploads) {
+            let result = match upload.await {
+                Ok(r) => r,
+                Err(e) => Err(Error::Task {
+                    context: format!("uploading {location}"),
+                    reason: e.to_string(),
+                }),
+            };
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let mut files = self.state.take().map(|s| s.closed).unwrap_or_default();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// Stop writing and delete, best effort, every file uploaded so far. Unfinished
+    /// uploads are aborted (multipart uploads are cancelled on the store).
+    pub async fn abort(mut self) -> Result<()> {
+        // Dropping the encoders drops the channels without the final marker, which makes
+        // each upload task abandon its upload.
+        self.state = None;
+        let mut first_error = None;
+        for (location, upload) in mem::take(&mut self.uploads) {
+            if let Ok(Ok(())) = upload.await {
+                match self.plan.store.delete(&location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(Error::store(&location, e));
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Run `f` on the state off the async executor and put the state back.
+    async fn step<F>(&mut self, f: F) -> Result<()>
+    where
+        F: FnOnce(&Plan, &mut State) -> Result<()> + Send + 'static,
+    {
+        let mut state = self.state.take().ok_or_else(|| Error::Task {
+            context: "writing data files".to_string(),
+            reason: "the writer failed earlier and can only be aborted".to_string(),
+        })?;
+        let plan = Arc::clone(&self.plan);
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = f(&plan, &mut state);
+            let in_flight = plan.in_flight.load(Ordering::Relaxed);
+            state.current = state.open.values().map(OpenFile::memory).sum::<usize>() + in_flight;
+            (state, result)
+        })
+        .await;
+        let (mut state, result) = joined.map_err(|e| Error::Task {
+            context: "encoding data files".to_string(),
+            reason: e.to_string(),
+        })?;
+        self.uploads.append(&mut state.new_uploads);
+        self.state = Some(state);
+        result
+    }
+}
+
+fn column_list(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The batch must carry the dataset's columns, in order, with the dataset's types.
+fn check_batch(schema: &Schema, batch: &RecordBatch) -> Result<()> {
+    let found = batch.schema();
+    for field in schema.fields() {
+        let Some((i, got)) = found.column_with_name(field.name()) else {
+            return Err(Error::ColumnMissing {
+                column: field.name().clone(),
+                expected: field.data_type().clone(),
+            });
+        };
+        if got.data_type() != field.data_type() {
+            return Err(Error::ColumnTypeMismatch {
+                column: field.name().clone(),
+                expected: field.data_type().clone(),
+                found: got.data_type().clone(),
+            });
+        }
+        if !field.is_nullable() && batch.column(i).null_count() > 0 {
+            return Err(Error::ColumnNullabilityMismatch {
+                column: field.name().clone(),
+            });
+        }
+    }
+    if let Some(extra) = found
+        .fields()
+        .iter()
+        .find(|f| schema.column_with_name(f.name()).is_none())
+    {
+        return Err(Error::ColumnNotInDataset {
+            column: extra.name().clone(),
+            found: extra.data_type().clone(),
+        });
+    }
+    // Same names and types but another order would silently swap columns in files.
+    if found
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .any(|(a, b)| a.name() != b.name())
+    {
+        return Err(Error::InvalidLayout {
+            reason: format!(
+                "batch columns ({}) are not in the dataset's order ({})",
+                column_list(&found),
+                column_list(schema)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Split `batch` by group, buffer and encode, roll big files, then enforce the budget.
+fn ingest(plan: &Plan, state: &mut State, batch: &RecordBatch) -> Result<()> {
+    let groups = split(plan, batch)?;
+    for group in groups {
+        if !state.open.contains_key(&group.key) {
+            let (file, upload) = open_file(plan, group.partition_values, group.bucket)?;
+            state.new_uploads.push(upload);
+            state.open.insert(group.key.clone(), file);
+        }
+        let Some(file) = state.open.get_mut(&group.key) else {
+            continue;
+        };
+        file.pending_rows += group.batch.num_rows();
+        file.pending_bytes += group.batch.get_array_memory_size();
+        file.pending.push(group.batch);
+    }
+    state
+        .open
+        .par_iter_mut()
+        .filter(|(_, f)| f.pending_rows >= plan.chunk_rows)
+        .try_for_each(|(_, f)| f.encode_pending(plan))?;
+    let target = plan.options.target_file_size;
+    let full: Vec<GroupKey> = state
+        .open
+        .iter()
+        .filter(|(_, f)| f.encoded_estimate() >= target)
+        .map(|(k, _)| k.clone())
+        .collect();
+    close_files(plan, state, &full)?;
+    let total = state.open.values().map(OpenFile::memory).sum::<usize>()
+        + plan.in_flight.load(Ordering::Relaxed);
+    state.peak = state.peak.max(total);
+    if total > plan.options.memory_budget {
+        enforce_budget(plan, state)?;
+    }
+    Ok(())
+}
+
+/// Bring held memory under the budget: flush the largest files' row groups first, then,
+/// if encoded bytes below one part still exceed it, close the largest files.
+fn enforce_budget(plan: &Plan, state: &mut State) -> Result<()> {
+    let budget = plan.options.memory_budget;
+    let in_flight = plan.in_flight.load(Ordering::Relaxed);
+    let mut sizes: Vec<(usize, GroupKey)> = state
+        .open
+        .iter()
+        .map(|(k, f)| (f.memory(), k.clone()))
+        .collect();
+    sizes.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut total: usize = sizes.iter().map(|(m, _)| m).sum::<usize>() + in_flight;
+    let mut victims = std::collections::HashSet::new();
+    for (_, key) in &sizes {
+        if total <= budget {
+            break;
+        }
+        if let Some(f) = state.open.get(key) {
+            // After a flush only the tail smaller than one part stays.
+            total -= f.memory().saturating_sub(f.unsent_bytes());
+            victims.insert(key.clone());
+        }
+    }
+    state
+        .open
+        .par_iter_mut()
+        .filter(|(k, _)| victims.contains(*k))
+        .try_for_each(|(_, f)| f.flush_row_group(plan))?;
+
+    let mut by_unsent: Vec<(usize, GroupKey)> = state
+        .open
+        .iter()
+        .map(|(k, f)| (f.memory(), k.clone()))
+        .collect();
+    let mut total: usize = by_unsent.iter().map(|(m, _)| m).sum::<usize>()
+        + plan.in_flight.load(Ordering::Relaxed);
+    if total <= budget {
+        return Ok(());
+    }
+    by_unsent.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut to_close = Vec::new();
+    for (memory, key) in by_unsent {
+        if total <= budget {
+            break;
+        }
+        total -= memory;
+        to_close.push(key);
+    }
+    close_files(plan, state, &to_close)
+}
+
+/// Close the files of `keys` (in parallel) and record them as finished.
+fn close_files(plan: &Plan, state: &mut State, keys: &[GroupKey]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<OpenFile> = keys.iter().filter_map(|k| state.open.remove(k)).collect();
+    let closed = files
+        .into_par_iter()
+        .map(|f| f.close(plan))
+        .collect::<Result<Vec<_>>>()?;
+    state.closed.extend(closed);
+    Ok(())
+}
+
+fn close_all(plan: &Plan, state: &mut State) -> Result<()> {
+    let keys: Vec<GroupKey> = state.open.keys().cloned().collect();
+    close_files(plan, state, &keys)
+}
+
+/// The rows of one batch that belong to one (partition, bucket).
+struct Group {
+    key: GroupKey,
+    partition_values: Vec<ScalarValue>,
+    bucket: Option<u32>,
+    batch: RecordBatch,
+}
+
+/// Split a batch into per-(partition, bucket) batches of the stored columns.
+fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
+    let data = RecordBatch::try_new(
+        Arc::clone(&plan.file_schema),
+        plan.data_idx
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect(),
+    )
+    .map_err(|e| Error::arrow("selecting stored columns", e))?;
+    let buckets = match plan.layout.num_buckets {
+        Some(n) => {
+            let columns: Vec<ArrayRef> = plan
+                .bucket_idx
+                .iter()
+                .map(|&i| Arc::clone(batch.column(i)))
+                .collect();
+            Some(bucket_ids(&columns, n)?)
+        }
+        None => None,
+    };
+    let partition_columns: Vec<ArrayRef> = plan
+        .partition_idx
+        .iter()
+        .map(|&i| Arc::clone(batch.column(i)))
+        .collect();
+    let rows = match &plan.partition_rows {
+        Some(converter) => Some(
+            converter
+                .convert_columns(&partition_columns)
+                .map_err(|e| Error::arrow("encoding partition values", e))?,
+        ),
+        None => None,
+    };
+
+    // Group ids in order of first appearance, with each group's row indices.
+    let mut first_row: Vec<usize> = Vec::new();
+    let mut members: Vec<Vec<u32>> = Vec::new();
+    {
+        let mut ids: HashMap<(&[u8], Option<u32>), usize> = HashMap::default();
+        for row in 0..batch.num_rows() {
+            let bucket = buckets.as_ref().map(|b| b[row]);
+            let bytes: &[u8] = rows.as_ref().map_or(&[], |r| r.row(row).data());
+            let next = first_row.len();
+            let id = *ids.entry((bytes, bucket)).or_insert(next);
+            if id == next {
+                first_row.push(row);
+                members.push(Vec::new());
+            }
+            // Row indices fit u32: Arrow batches are limited far below 4 billion rows.
+            members[id].push(row as u32);
+        }
+    }
+
+    let single = members.len() == 1;
+    members
+        .into_par_iter()
+        .zip(first_row)
+        .map(|(indices, first)| {
+            let bucket = buckets.as_ref().map(|b| b[first]);
+            let bytes: Box<[u8]> = rows
+                .as_ref()
+                .map_or_else(|| Box::from(&[][..]), |r| Box::from(r.row(first).data()));
+            let partition_values = partition_columns
+                .iter()
+                .map(|c| {
+                    ScalarValue::try_from_array(c, first)
+                        .map_err(|e| Error::datafusion("reading partition values", e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let batch = if single {
+                data.clone()
+            } else {
+                take_record_batch(&data, &UInt32Array::from(indices))
+                    .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?
+            };
+            Ok(Group {
+                key: (bytes, bucket),
+                partition_values,
+                bucket,
+                batch,
+            })
+        })
+        .collect()
+}
+
+/// Start a new file for a group: its Parquet encoder and its upload task.
+fn open_file(
+    plan: &Plan,
+    partition_values: Vec<ScalarValue>,
+    bucket: Option<u32>,
+) -> Result<(OpenFile, (Path, JoinHandle<Result<()>>))> {
+    let dir = partition_path(&plan.layout.partition_on, &partition_values)?;
+    let name = data_file_name(bucket);
+    let rel_path = if dir.is_empty() {
+        name
+    } else {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    };
+    let location = object_path(&plan.root, &rel_path)?;
+    let part_size = plan.options.upload_part_size.max(1);
+    let (tx, rx) = mpsc::channel(1);
+    let upload = plan.handle.spawn(upload(
+        Arc::clone(&plan.store),
+        location.clone(),
+        rx,
+        Arc::clone(&plan.in_flight),
+    ));
+    let sink = PartSink {
+        buffer: BytesMut::new(),
+        part_size,
+        tx: Some(tx),
+        written: 0,
+        in_flight: Arc::clone(&plan.in_flight),
+    };
+    let writer = ArrowWriter::try_new(sink, Arc::clone(&plan.file_schema), Some(plan.props.clone()))
+        .map_err(|e| Error::parquet(&location, e))?;
+    let file = OpenFile {
+        partition_values,
+        bucket,
+        rel_path,
+        writer,
+        pending: Vec::new(),
+        pending_rows: 0,
+        pending_bytes: 0,
+        rows: 0,
+        index: plan.index.iter().map(|_| HashSet::default()).collect(),
+    };
+    Ok((file, (location, upload)))
+}
+
+/// `root/relative`, keeping the percent-encoding of `relative` as it is.
+///
+/// `Path::from` would encode the `%` of `a=x%2Fy` again (to `%252F`), so hive readers
+/// would decode the wrong value; `Path::parse` takes the segments verbatim.
+pub(crate) fn object_path(root: &Path, relative: &str) -> Result<Path> {
+    let full = if root.as_ref().is_empty() {
+        relative.to_string()
+    } else {
+        format!("{}/{relative}", root.as_ref())
+    };
+    Path::parse(&full).map_err(|e| Error::store(&full, e.into()))
+}
+
+impl OpenFile {
+    /// Bytes this file holds: encoder buffers, pending rows and encoded bytes not sent.
+    fn memory(&self) -> usize {
+        self.writer.memory_size() + self.pending_bytes + self.unsent_bytes()
+    }
+
+    fn unsent_bytes(&self) -> usize {
+        self.writer.inner().buffer.len()
+    }
+
+    /// Encoded size so far, including the estimate of the row group in progress.
+    fn encoded_estimate(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
+    /// Hand the pending rows to the encoder, sorted when the writer sorts.
+    fn encode_pending(&mut self, plan: &Plan) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        self.pending_bytes = 0;
+        let chunk = if pending.len() == 1 {
+            pending.into_iter().next().ok_or_else(|| Error::Task {
+                context: "encoding rows".to_string(),
+                reason: "pending rows vanished".to_string(),
+            })?
+        } else {
+            concat_batches(&plan.file_schema, &pending)
+                .map_err(|e| Error::arrow("concatenating buffered rows", e))?
+        };
+        let chunk = if plan.sort_idx.is_empty() {
+            chunk
+        } else {
+            sort_batch(&chunk, &plan.sort_idx)?
+        };
+        for ((_, column, converter), distinct) in plan.index.iter().zip(self.index.iter_mut()) {
+            let rows = converter
+                .convert_columns(&[Arc::clone(chunk.column(*column))])
+                .map_err(|e| Error::arrow("collecting index values", e))?;
+            for row in rows.iter() {
+                if !distinct.contains(row.data()) {
+                    distinct.insert(Box::from(row.data()));
+                }
+            }
+        }
+        self.rows += chunk.num_rows() as u64;
+        let path = &self.rel_path;
+        self.writer
+            .write(&chunk)
+            .map_err(|e| Error::parquet(path, e))?;
+        if !plan.sort_idx.is_empty() {
+            // Each row group holds exactly one sorted chunk.
+            self.writer.flush().map_err(|e| Error::parquet(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Encode pending rows and end the row group, so its bytes can be uploaded.
+    fn flush_row_group(&mut self, plan: &Plan) -> Result<()> {
+        self.encode_pending(plan)?;
+        let path = &self.rel_path;
+        self.writer.flush().map_err(|e| Error::parquet(path, e))?;
+        // Parquet writes through a small buffer of its own; push it into the sink.
+        self.writer
+            .inner_mut()
+            .send_full_parts()
+            .map_err(|e| Error::parquet(path, e.into()))
+    }
+
+    /// Finish the Parquet file, send its last bytes and describe it.
+    fn close(mut self, plan: &Plan) -> Result<DataFile> {
+        self.encode_pending(plan)?;
+        let path = self.rel_path.clone();
+        let metadata = self
+            .writer
+            .finish()
+            .map_err(|e| Error::parquet(&path, e))?;
+        let sink = self.writer.inner_mut();
+        sink.finish().map_err(|e| Error::parquet(&path, e.into()))?;
+        let size_bytes = sink.written;
+        let column_stats = file_column_stats(&metadata, &plan.file_schema, &path)?;
+        let mut index_values = BTreeMap::new();
+        for ((name, _, converter), distinct) in plan.index.iter().zip(self.index) {
+            let mut sorted: Vec<Box<[u8]>> = distinct.into_iter().collect();
+            // Canonical row bytes sort like the values, so index values come out ordered.
+            sorted.sort_unstable();
+            let parser = converter.parser();
+            let values = converter
+                .convert_rows(sorted.iter().map(|b| parser.parse(b)))
+                .map_err(|e| Error::arrow(format!("collecting index values of {name:?}"), e))?;
+            if let Some(values) = values.into_iter().next() {
+                index_values.insert(name.clone(), values);
+            }
+        }
+        Ok(DataFile {
+            path,
+            partition_values: self.partition_values,
+            bucket: self.bucket,
+            num_rows: self.rows,
+            size_bytes,
+            column_stats,
+            index_values,
+        })
+    }
+}
+
+fn sort_batch(batch: &RecordBatch, columns: &[usize]) -> Result<RecordBatch> {
+    let sort_columns: Vec<SortColumn> = columns
+        .iter()
+        .map(|&i| SortColumn {
+            values: Arc::clone(batch.column(i)),
+            options: None,
+        })
+        .collect();
+    let indices =
+        lexsort_to_indices(&sort_columns, None).map_err(|e| Error::arrow("sorting rows", e))?;
+    take_record_batch(batch, &indices).map_err(|e| Error::arrow("sorting rows", e))
+}
+
+/// What the encoder sends to a file's upload task.
+enum Part {
+    Data(Bytes),
+    /// The file is complete; without it the upload is abandoned.
+    Done,
+}
+
+/// The `Write` end of a file: collects encoded bytes and sends them in parts.
+struct PartSink {
+    buffer: BytesMut,
+    part_size: usize,
+    tx: Option<mpsc::Sender<Part>>,
+    written: u64,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl PartSink {
+    fn send(&mut self, part: Part) -> std::io::Result<()> {
+        let len = match &part {
+            Part::Data(b) => b.len(),
+            Part::Done => 0,
+        };
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the file was already finished"))?;
+        self.in_flight.fetch_add(len, Ordering::Relaxed);
+        // Blocks this encoding thread while the upload is behind: that is the backpressure
+        // that keeps memory bounded on slow stores.
+        tx.blocking_send(part).map_err(|_| {
+            self.in_flight.fetch_sub(len, Ordering::Relaxed);
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the upload of this file stopped (see the upload error)",
+            )
+        })
+    }
+
+    fn send_full_parts(&mut self) -> std::io::Result<()> {
+        while self.buffer.len() >= self.part_size {
+            let part = self.buffer.split_to(self.part_size).freeze();
+            self.send(Part::Data(part))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.send_full_parts()?;
+        if !self.buffer.is_empty() {
+            let last = mem::take(&mut self.buffer).freeze();
+            self.send(Part::Data(last))?;
+        }
+        self.send(Part::Done)?;
+        self.tx = None;
+        Ok(())
+    }
+}
+
+impl Write for PartSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.capacity() - self.buffer.len() < buf.len() {
+            // Grow towards one part at once instead of doubling in small steps.
+            let want = self.part_size.max(buf.len());
+            self.buffer.reserve(want.min(self.part_size + buf.len()));
+        }
+        self.buffer.extend_from_slice(buf);
+        self.written += buf.len() as u64;
+        self.send_full_parts()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Upload one file from the parts its encoder sends: a single `put` if it ends within
+/// one part, a multipart upload otherwise. Abandons the upload if the channel closes
+/// before [`Part::Done`].
+async fn upload(
+    store: Arc<dyn ObjectStore>,
+    location: Path,
+    mut rx: mpsc::Receiver<Part>,
+    in_flight: Arc<AtomicUsize>,
+) -> Result<()> {
+    let first = match rx.recv().await {
+        Some(Part::Data(b)) => b,
+        Some(Part::Done) => Bytes::new(),
+        None => return Err(abandoned(&location)),
+    };
+    let second = match rx.recv().await {
+        Some(Part::Data(b)) => b,
+        Some(Part::Done) => {
+            let len = first.len();
+            let result = store.put(&location, PutPayload::from(first)).await;
+            in_flight.fetch_sub(len, Ordering::Relaxed);
+            result.map_err(|e| Error::store(&location, e))?;
+            return Ok(());
+        }
+        None => {
+            in_flight.fetch_sub(first.len(), Ordering::Relaxed);
+            return Err(abandoned(&location));
+        }
+    };
+    let mut multipart = store
+        .put_multipart(&location)
+        .await
+        .map_err(|e| Error::store(&location, e))?;
+    let mut parts = JoinSet::new();
+    let sent = send_parts(
+        multipart.as_mut(),
+        &mut parts,
+        [first, second],
+        &mut rx,
+        &in_flight,
+        &location,
+    )
+    .await;
+    match sent {
+        Ok(()) => {
+            multipart
+                .complete()
+                .await
+                .map_err(|e| Error::store(&location, e))?;
+            Ok(())
+        }
+        Err(e) => {
+            parts.shutdown().await;
+            // Best effort: the error that stopped the upload is the one worth reporting.
+            let _ = multipart.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// Upload `start` and then every part received until [`Part::Done`], with at most
+/// [`PARTS_IN_FLIGHT`] parts uploading at once.
+async fn send_parts(
+    multipart: &mut dyn MultipartUpload,
+    parts: &mut JoinSet<object_store::Result<()>>,
+    start: [Bytes; 2],
+    rx: &mut mpsc::Receiver<Part>,
+    in_flight: &Arc<AtomicUsize>,
+    location: &Path,
+) -> Result<()> {
+    let mut start = start.into_iter();
+    loop {
+        let data = match start.next() {
+            Some(b) => b,
+            None => match rx.recv().await {
+                Some(Part::Data(b)) => b,
+                Some(Part::Done) => break,
+                None => return Err(abandoned(location)),
+            },
+        };
+        while parts.len() >= PARTS_IN_FLIGHT {
+            join_part(parts, location).await?;
+        }
+        let len = data.len();
+        let part = multipart.put_part(PutPayload::from(data));
+        let counter = Arc::clone(in_flight);
+        parts.spawn(async move {
+            let result = part.await;
+            counter.fetch_sub(len, Ordering::Relaxed);
+            result
+        });
+    }
+    while !parts.is_empty() {
+        join_part(parts, location).await?;
+    }
+    Ok(())
+}
+
+async fn join_part(parts: &mut JoinSet<object_store::Result<()>>, location: &Path) -> Result<()> {
+    match parts.join_next().await {
+        Some(Ok(Ok(()))) | None => Ok(()),
+        Some(Ok(Err(e))) => Err(Error::store(location, e)),
+        Some(Err(e)) => Err(Error::Task {
+            context: format!("uploading a part of {location}"),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn abandoned(location: &Path) -> Error {
+    Error::Task {
+        context: format!("uploading {location}"),
+        reason: "the writer stopped before the file was complete".to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int32Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field};
+    use futures::TryStreamExt;
+    use object_store::local::LocalFileSystem;
+    use object_store::memory::InMemory;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use crate::reader::{ScanRequest, read_data_files};
+
+    /// One row of the test dataset; `id` is unique.
+    #[derive(Debug, Clone, PartialEq)]
+    pub(crate) struct Row {
+        pub p1: Option<String>,
+        pub p2: Option<i32>,
+        pub id: i64,
+        pub v: Option<f64>,
+        pub s: Option<String>,
+    }
+
+    pub(crate) fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("p1", DataType::Utf8, true),
+            Field::new("p2", DataType::Int32, true),
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Float64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]))
+    }
+
+    pub(crate) fn layout() -> Layout {
+        Layout {
+            partition_on: vec!["p1".into(), "p2".into()],
+            bucket_by: vec!["id".into()],
+            num_buckets: Some(4),
+        }
+    }
+
+    /// Deterministic rows with nulls in both partition columns and partition values
+    /// holding '/', spaces, '%' and '='.
+    pub(crate) fn rows(start: i64, n: i64) -> Vec<Row> {
+        const P1: [Option<&str>; 6] = [
+            Some("a"),
+            Some("x/y"),
+            Some("with space"),
+            None,
+            Some("100%=sure"),
+            Some(".hidden"),
+        ];
+        (start..start + n)
+            .map(|id| {
+                let h = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33;
+                Row {
+                    p1: P1[(h % 6) as usize].map(str::to_string),
+                    p2: [Some(1), Some(-2), None][(h / 7 % 3) as usize],
+                    id,
+                    v: (h % 11 != 0).then_some((h % 1000) as f64 / 10.0),
+                    s: (h % 13 != 0).then(|| format!("s{}", h % 97)),
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn batch(rows: &[Row]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.p1.clone()))),
+                Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.p2))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.id))),
+                Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.v))),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.s.clone()))),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Rows of batches with the full dataset schema (any column order), sorted by id.
+    pub(crate) fn to_rows(batches: &[RecordBatch]) -> Vec<Row> {
+        let mut out = Vec::new();
+        for b in batches {
+            let get = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+            let (p1, p2, id, v, s) = (get("p1"), get("p2"), get("id"), get("v"), get("s"));
+            let p1 = p1.as_any().downcast_ref::<StringArray>().unwrap();
+            let p2 = p2.as_any().downcast_ref::<Int32Array>().unwrap();
+            let id = id.as_any().downcast_ref::<Int64Array>().unwrap();
+            let v = v.as_any().downcast_ref::<Float64Array>().unwrap();
+            let s = s.as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..b.num_rows() {
+                out.push(Row {
+                    p1: p1.is_valid(i).then(|| p1.value(i).to_string()),
+                    p2: p2.is_valid(i).then(|| p2.value(i)),
+                    id: id.value(i),
+                    v: v.is_valid(i).then(|| v.value(i)),
+                    s: s.is_valid(i).then(|| s.value(i).to_string()),
+                });
+            }
+        }
+        out.sort_by_key(|r| r.id);
+        out
+    }
+
+    /// Write `rows` in batches of `batch_rows`, returning the files and the peak memory.
+    pub(crate) async fn write_rows(
+        store: Arc<dyn ObjectStore>,
+        root: &Path,
+        rows: &[Row],
+        batch_rows: usize,
+        options: WriterOptions,
+    ) -> (Vec<DataFile>, usize) {
+        let mut writer =
+            DataFileWriter::new(store, root.clone(), schema(), layout(), options).unwrap();
+        for chunk in rows.chunks(batch_rows) {
+            writer.write(batch(chunk)).await.unwrap();
+        }
+        let peak = writer.peak_buffered_bytes();
+        (writer.finish().await.unwrap(), peak)
+    }
+
+    async fn file_batches(store: &dyn ObjectStore, root: &Path, file: &DataFile) -> Vec<RecordBatch> {
+        let location = object_path(root, &file.path).unwrap();
+        let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
+        assert_eq!(bytes.len() as u64, file.size_bytes, "size of {}", file.path);
+        ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    /// Every file holds exactly its partition's and bucket's rows, under its partition
+    /// path, without partition columns, with true statistics; together they hold `rows`.
+    async fn check_files(store: &dyn ObjectStore, root: &Path, files: &[DataFile], rows: &[Row]) {
+        let mut seen = Vec::new();
+        for file in files {
+            let batches = file_batches(store, root, file).await;
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(n as u64, file.num_rows, "{}", file.path);
+            let dir = partition_path(&layout().partition_on, &file.partition_values).unwrap();
+            assert!(file.path.starts_with(&format!("{dir}/")), "{} not under {dir}", file.path);
+            for b in &batches {
+                assert_eq!(
+                    b.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+                    ["id", "v", "s"],
+                    "partition columns must not be stored"
+                );
+                let buckets = bucket_ids(&[b.column(0).clone()], 4).unwrap();
+                assert!(buckets.iter().all(|x| Some(*x) == file.bucket), "{}", file.path);
+                // Add the partition columns back from the file's values.
+                let p1 = file.partition_values[0].to_array_of_size(b.num_rows()).unwrap();
+                let p2 = file.partition_values[1].to_array_of_size(b.num_rows()).unwrap();
+                let mut columns = vec![p1, p2];
+                columns.extend(b.columns().iter().cloned());
+                seen.extend(to_rows(&[RecordBatch::try_new(schema(), columns).unwrap()]));
+            }
+            check_stats(file, &batches);
+        }
+        seen.sort_by_key(|r| r.id);
+        assert_eq!(seen, rows);
+    }
+
+    fn check_stats(file: &DataFile, batches: &[RecordBatch]) {
+        let all = concat_batches(&batches[0].schema(), batches).unwrap();
+        for (name, stats) in &file.column_stats {
+            let column = all.column(all.schema().index_of(name).unwrap());
+            assert_eq!(stats.null_count, Some(column.null_count() as u64), "{name}");
+            for i in 0..column.len() {
+                if column.is_null(i) {
+                    continue;
+                }
+                let value = ScalarValue::try_from_array(column, i).unwrap();
+                assert!(!stats.min.is_null() && !stats.max.is_null(), "{name}: unknown bounds");
+                assert!(stats.min <= value && value <= stats.max, "{name}: {value} outside");
+            }
+        }
+        assert_eq!(
+            file.column_stats.keys().collect::<Vec<_>>(),
+            ["id", "s", "v"],
+            "stats for every stored column"
+        );
+    }
+
+    async fn round_trip(store: Arc<dyn ObjectStore>, root: Path) {
+        let rows = rows(0, 5_000);
+        let (files, _) = write_rows(
+            Arc::clone(&store),
+            &root,
+            &rows,
+            1_000,
+            WriterOptions::default(),
+        )
+        .await;
+        // 6 x 3 partitions x 4 buckets, every combination present with 5000 rows.
+        assert_eq!(files.len(), 72);
+        check_files(store.as_ref(), &root, &files, &rows).await;
+
+        let stream = read_data_files(
+            store,
+            root,
+            schema(),
+            &layout(),
+            ScanRequest::new(files),
+        )
+        .await
+        .unwrap();
+        let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
+        assert_eq!(batches[0].schema().fields().len(), 5);
+        assert_eq!(batches[0].schema().field(0).name(), "p1");
+        assert_eq!(to_rows(&batches), rows);
+    }
+
+    #[tokio::test]
+    async fn round_trip_in_memory() {
+        round_trip(Arc::new(InMemory::new()), Path::from("lake/t")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn round_trip_local_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        round_trip(store, Path::from("lake")).await;
+        // Percent-encoding is kept verbatim on disk, as hive readers expect.
+        assert!(dir.path().join("lake/p1=x%2Fy").is_dir());
+        assert!(dir.path().join("lake/p1=with%20space").is_dir());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_budget_is_kept_with_many_partitions() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("part", DataType::Int32, false),
+            Field::new("id", DataType::Int64, false),
+            Field::new("payload", DataType::Utf8, false),
+        ]));
+        let layout = Layout {
+            partition_on: vec!["part".into()],
+            ..Layout::default()
+        };
+        let budget = 2 * 1024 * 1024;
+        let options = WriterOptions {
+            memory_budget: budget,
+            upload_part_size: 32 * 1024,
+            ..WriterOptions::default()
+        };
+        let mut writer =
+            DataFileWriter::new(Arc::clone(&store), Path::from("t"), schema.clone(), layout, options)
+                .unwrap();
+        let mut max_batch = 0;
+        let n_batches = 60;
+        let batch_rows = 4_000;
+        for b in 0..n_batches {
+            let ids = (b * batch_rows..(b + 1) * batch_rows).map(|i| i as i64);
+            // Poorly compressible payloads so encoded bytes are substantial.
+            let payload = ids.clone().map(|i| {
+                format!("{:016x}{:016x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)
+            });
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int32Array::from_iter_values(ids.clone().map(|i| (i % 40) as i32))),
+                    Arc::new(Int64Array::from_iter_values(ids)),
+                    Arc::new(StringArray::from_iter_values(payload)),
+                ],
+            )
+            .unwrap();
+            max_batch = max_batch.max(batch.get_array_memory_size());
+            writer.write(batch).await.unwrap();
+            assert!(writer.buffered_bytes() <= budget, "{} after enforcing", writer.buffered_bytes());
+        }
+        let peak = writer.peak_buffered_bytes();
+        let files = writer.finish().await.unwrap();
+        assert!(peak > budget / 2, "the test should stress the budget (peak {peak})");
+        assert!(peak <= budget + max_batch, "peak {peak} > budget {budget} + batch {max_batch}");
+        assert_eq!(
+            files.iter().map(|f| f.num_rows).sum::<u64>(),
+            (n_batches * batch_rows) as u64
+        );
+        let mut row_groups = 0;
+        for file in &files {
+            let bytes = store
+                .get(&object_path(&Path::from("t"), &file.path).unwrap())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+            row_groups += reader.metadata().num_row_groups();
+        }
+        assert!(row_groups > files.len(), "{row_groups} row groups in {} files", files.len());
+    }
+
+    #[tokio::test]
+    async fn rolls_to_new_files_past_target_size() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let rows = rows(0, 30_000);
+        let options = WriterOptions {
+            target_file_size: 64 * 1024,
+            row_group_rows: 2_000,
+            ..WriterOptions::default()
+        };
+        let mut writer = DataFileWriter::new(
+            Arc::clone(&store),
+            Path::from("t"),
+            schema(),
+            Layout {
+                partition_on: vec!["p1".into(), "p2".into()],
+                ..Layout::default()
+            },
+            options,
+        )
+        .unwrap();
+        for chunk in rows.chunks(3_000) {
+            writer.write(batch(chunk)).await.unwrap();
+        }
+        let files = writer.finish().await.unwrap();
+        let partitions: std::collections::HashSet<String> = files
+            .iter()
+            .map(|f| f.path.rsplit_once('/').unwrap().0.to_string())
+            .collect();
+        assert_eq!(partitions.len(), 18);
+        assert!(files.len() > 2 * partitions.len(), "only {} files", files.len());
+        assert!(files.iter().all(|f| f.bucket.is_none()));
+        assert_eq!(files.iter().map(|f| f.num_rows).sum::<u64>(), 30_000);
+        for file in &files {
+            assert!(file.size_bytes < 3 * 64 * 1024, "{} is {} bytes", file.path, file.size_bytes);
+        }
+    }
+
+    #[tokio::test]
+    async fn sorts_row_groups_and_collects_index_values() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let rows = rows(0, 3_000);
+        let options = WriterOptions {
+            sort_by: vec!["s".into()],
+            index_columns: vec!["s".into()],
+            row_group_rows: 500,
+            ..WriterOptions::default()
+        };
+        let (files, _) = write_rows(Arc::clone(&store), &Path::from("t"), &rows, 700, options).await;
+        for file in &files {
+            let batches = file_batches(store.as_ref(), &Path::from("t"), file).await;
+            let all = concat_batches(&batches[0].schema(), &batches).unwrap();
+            let s = all.column(2).as_any().downcast_ref::<StringArray>().unwrap();
+            let mut distinct: Vec<Option<&str>> = s.iter().collect();
+            distinct.sort();
+            distinct.dedup();
+            let index = file.index_values["s"].as_any().downcast_ref::<StringArray>().unwrap();
+            assert_eq!(index.iter().collect::<Vec<_>>(), distinct, "{}", file.path);
+            // Each row group (500 rows at most) is sorted.
+            let mut start = 0;
+            while start < s.len() {
+                let end = (start + 500).min(s.len());
+                let group: Vec<Option<&str>> = (start..end).map(|i| s.is_valid(i).then(|| s.value(i))).collect();
+                let mut sorted = group.clone();
+                sorted.sort();
+                if group != sorted {
+                    // Row groups may be shorter than 500 rows; check real boundaries.
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(
+                        store
+                            .get(&object_path(&Path::from("t"), &file.path).unwrap())
+                            .await
+                            .unwrap()
+                            .bytes()
+                            .await
+                            .unwrap(),
+                    )
+                    .unwrap();
+                    let sizes: Vec<i64> =
+                        reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+                    let mut at = 0usize;
+                    for n in sizes {
+                        let n = n as usize;
+                        let g: Vec<Option<&str>> =
+                            (at..at + n).map(|i| s.is_valid(i).then(|| s.value(i))).collect();
+                        let mut sorted = g.clone();
+                        sorted.sort();
+                        assert_eq!(g, sorted, "row group at {at} of {}", file.path);
+                        at += n;
+                    }
+                    break;
+                }
+                start = end;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_a_batch_of_another_schema_and_abort_removes_files() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut writer = DataFileWriter::new(
+            Arc::clone(&store),
+            Path::from("t"),
+            schema(),
+            layout(),
+            WriterOptions {
+                upload_part_size: 1024,
+                ..WriterOptions::default()
+            },
+        )
+        .unwrap();
+        let wrong = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)])),
+            vec![Arc::new(StringArray::from(vec!["1"]))],
+        )
+        .unwrap();
+        assert!(matches!(
+            writer.write(wrong).await,
+            Err(Error::ColumnMissing { column, .. }) if column == "p1"
+        ));
+        let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[3] = Field::new("v", DataType::Int64, true);
+        let typed = RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            vec![
+                batch(&rows(0, 1)).column(0).clone(),
+                batch(&rows(0, 1)).column(1).clone(),
+                batch(&rows(0, 1)).column(2).clone(),
+                Arc::new(Int64Array::from(vec![1])),
+                batch(&rows(0, 1)).column(4).clone(),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(
+            writer.write(typed).await,
+            Err(Error::ColumnTypeMismatch { column, .. }) if column == "v"
+        ));
+
+        for chunk in rows(0, 4_000).chunks(1_000) {
+            writer.write(batch(chunk)).await.unwrap();
+        }
+        // Force some files to finish uploading before the abort.
+        writer
+            .step(|plan, state| {
+                let keys: Vec<GroupKey> = state.open.keys().take(5).cloned().collect();
+                close_files(plan, state, &keys)
+            })
+            .await
+            .unwrap();
+        assert!(!writer.uploads.is_empty());
+        writer.abort().await.unwrap();
+        let left: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

@@ -1,0 +1,2 @@
+UPDATE jobs SET state = 'succeeded', result = $3::jsonb, finished_at = $4
+WHERE id = $1 AND current_stage = $2 AND state IN ('queued', 'running')

@@ -1,0 +1,1 @@
+SELECT state, current_stage FROM jobs WHERE id = ?1

@@ -1,0 +1,227 @@
+//! The planner's one error type.
+
+use std::fmt;
+
+/// Where in a predicate an error was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// A place in SQL text: 1-based line and column.
+    Text {
+        /// 1-based line.
+        line: u64,
+        /// 1-based column (characters).
+        column: u64,
+    },
+    /// A term of a DNF predicate: `dnf[conjunction][term]`.
+    Dnf {
+        /// Index of the conjunction (inner list).
+        conjunction: usize,
+        /// Index of the term in the conjunction.
+        term: usize,
+    },
+    /// The position is not known.
+    Unknown,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Text { line, column } => write!(f, "line {line}, column {column}"),
+            Position::Dnf { conjunction, term } => write!(f, "term [{conjunction}][{term}]"),
+            Position::Unknown => write!(f, "unknown position"),
+        }
+    }
+}
+
+/// Everything that can go wrong while planning.
+///
+/// Variants carry the context a user needs to fix the input (column, position, file, line).
+/// A worker asks [`Error::is_retryable`] before retrying a task.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The predicate text is not valid SQL.
+    #[error("syntax error in predicate at {position}: {message}")]
+    Syntax {
+        /// What the parser said.
+        message: String,
+        /// Where.
+        position: Position,
+    },
+    /// The predicate names a column the schema does not have.
+    #[error("unknown column {column:?} in predicate at {position} (available: {available})")]
+    UnknownColumn {
+        /// The column as written.
+        column: String,
+        /// Where it is written.
+        position: Position,
+        /// The schema's columns, comma separated.
+        available: String,
+    },
+    /// A value or expression has a type the column cannot be compared with.
+    #[error("type mismatch at {position}: column {column:?} is {expected}, compared with {found}")]
+    TypeMismatch {
+        /// The column.
+        column: String,
+        /// The column's type.
+        expected: String,
+        /// What it was compared with (value and type).
+        found: String,
+        /// Where.
+        position: Position,
+    },
+    /// An operator or construct a predicate may not use.
+    #[error("unsupported operator {operator:?} in predicate at {position}")]
+    UnsupportedOperator {
+        /// The operator or construct.
+        operator: String,
+        /// Where.
+        position: Position,
+    },
+    /// A predicate that is not a boolean expression, or otherwise invalid.
+    #[error("invalid predicate {predicate:?}: {reason}")]
+    InvalidPredicate {
+        /// The predicate text.
+        predicate: String,
+        /// Why.
+        reason: String,
+    },
+    /// An invalid planning option (region file line, dispatch column, sizes, ...).
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// What was invalid (e.g. `"regions line 3"`).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// An input glob matched no file.
+    #[error("no input file matches {pattern:?}")]
+    EmptyGlob {
+        /// The glob as given.
+        pattern: String,
+    },
+    /// An input file does not exist or cannot be read.
+    #[error("cannot read input {path:?}: {reason}")]
+    Input {
+        /// The input.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A row of an input file is malformed.
+    #[error("bad row in {path:?} at line {line}: {reason}")]
+    BadRow {
+        /// The input file.
+        path: String,
+        /// 1-based line number of the row (CSV, JSON lines).
+        line: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Two inputs disagree on a column.
+    #[error(
+        "inputs have different schemas: column {column:?} is {first_type} in {first:?} but {second_type} in {second:?}"
+    )]
+    SchemaMismatch {
+        /// The column.
+        column: String,
+        /// File that defined the schema.
+        first: String,
+        /// Type there (or `missing`).
+        first_type: String,
+        /// File that disagrees.
+        second: String,
+        /// Type there (or `missing`).
+        second_type: String,
+    },
+    /// The object store failed.
+    #[error("object store error on {path:?}: {source}")]
+    ObjectStore {
+        /// The path involved.
+        path: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The dataset format layer failed (manifest, segments, indices).
+    #[error("dataset error while {context}: {source}")]
+    Format {
+        /// What the planner was doing.
+        context: String,
+        /// The format's error.
+        #[source]
+        source: terrace_format::Error,
+    },
+    /// DataFusion failed outside predicate parsing.
+    #[error("datafusion error while {context}: {source}")]
+    DataFusion {
+        /// What the planner was doing.
+        context: String,
+        /// DataFusion's error.
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    /// Arrow failed (reading or inferring inputs).
+    #[error("arrow error while {context}: {source}")]
+    Arrow {
+        /// What the planner was doing.
+        context: String,
+        /// Arrow's error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+}
+
+impl Error {
+    /// Whether trying again may succeed (transient store failures), as opposed to bad
+    /// input that fails the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::ObjectStore { source, .. } => !matches!(
+                source,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            ),
+            Error::Format { source, .. } => source.is_retryable(),
+            Error::Input { .. } => false,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn format(context: impl Into<String>, source: terrace_format::Error) -> Self {
+        Error::Format {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn datafusion(
+        context: impl Into<String>,
+        source: datafusion::error::DataFusionError,
+    ) -> Self {
+        Error::DataFusion {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The planner's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,530 @@
+//! Read plans: a query becomes a list of serde-serialisable tasks for the job queue.
+//!
+//! - By default one task per data file (as kartothek's `read_dataset_as_delayed`), or
+//!   consecutive files grouped up to [`ReadOptions::target_bytes_per_task`]; manifest
+//!   order keeps a partition's files together.
+//! - [`ReadOptions::dispatch_by`] a partition column: one task per distinct value.
+//! - [`ReadOptions::region_sample`]: TileDB-VCF's `read_dask(bed_file, region_partitions,
+//!   sample_partitions)`. Regions are merged (no overlap) and split into R groups; the
+//!   sample column's domain is split into S contiguous value ranges (bounds chosen from
+//!   the partition values, or else the per-file min/max statistics, of the files left
+//!   after pruning; nulls go to the first range). Every task's predicate is the query's
+//!   predicate AND its region group AND its sample range: the groups are disjoint and
+//!   cover every row the query returns, so the union of the tasks is exactly the query's
+//!   result with no row twice. Each task lists only the files its own predicate cannot
+//!   prune; a task with no file is left out.
+//!
+//! The predicate travels as SQL text; files travel as [`TaskFile`]s (partition values as
+//! canonical text), which a worker turns back into [`DataFile`]s with
+//! [`ReadTask::data_files`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, UInt64Array};
+use arrow::datatypes::{DataType, Schema};
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{Expr, col, lit};
+use serde::{Deserialize, Serialize};
+use terrace_format::{DataFile, Dataset, Layout, partition_value_from_str, partition_value_to_string};
+
+use crate::error::{Error, Result};
+use crate::predicate::Predicate;
+use crate::prune::{PruneStep, Pruner, prune};
+use crate::regions::{Region, merge_regions, split_regions};
+
+/// A data file as a task carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFile {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// Partition values in `partition_on` order, as canonical text (`None` = null).
+    pub partition_values: Vec<Option<String>>,
+    /// Bucket, when bucketed.
+    pub bucket: Option<u32>,
+    /// Rows in the file.
+    pub num_rows: u64,
+    /// Bytes of the file.
+    pub size_bytes: u64,
+}
+
+impl TaskFile {
+    /// The serde form of a manifest entry.
+    pub fn from_data_file(file: &DataFile) -> Result<TaskFile> {
+        let partition_values = file
+            .partition_values
+            .iter()
+            .map(partition_value_to_string)
+            .collect::<terrace_format::Result<Vec<_>>>()
+            .map_err(|e| Error::format(format!("encoding partition values of {}", file.path), e))?;
+        Ok(TaskFile {
+            path: file.path.clone(),
+            partition_values,
+            bucket: file.bucket,
+            num_rows: file.num_rows,
+            size_bytes: file.size_bytes,
+        })
+    }
+
+    /// Back to a [`DataFile`] (without statistics) for a dataset with `schema` and `layout`.
+    pub fn to_data_file(&self, schema: &Schema, layout: &Layout) -> Result<DataFile> {
+        if self.partition_values.len() != layout.partition_on.len() {
+            return Err(Error::invalid(
+                format!("task file {}", self.path),
+                format!(
+                    "{} partition values for {} partition columns",
+                    self.partition_values.len(),
+                    layout.partition_on.len()
+                ),
+            ));
+        }
+        let partition_values = layout
+            .partition_on
+            .iter()
+            .zip(&self.partition_values)
+            .map(|(column, text)| {
+                let field = schema
+                    .field_with_name(column)
+                    .map_err(|e| Error::arrow(format!("finding partition column {column}"), e))?;
+                partition_value_from_str(text.as_deref(), field.data_type())
+                    .map_err(|e| Error::format(format!("decoding a value of {column}"), e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DataFile {
+            path: self.path.clone(),
+            partition_values,
+            bucket: self.bucket,
+            num_rows: self.num_rows,
+            size_bytes: self.size_bytes,
+            column_stats: BTreeMap::new(),
+            index_values: BTreeMap::new(),
+        })
+    }
+}
+
+/// One unit of work of a read: what a worker needs to read its share of a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadTask {
+    /// Position of the task in its plan.
+    pub index: usize,
+    /// What this task covers (`"file"`, `"origin=JFK"`, `"region 1/4 x sample 0/2"`).
+    pub label: String,
+    /// The dataset's location (path or URL).
+    pub dataset: String,
+    /// The version read.
+    pub version: u64,
+    /// Columns to return (`None`: all).
+    pub projection: Option<Vec<String>>,
+    /// Rows to return, as SQL text (`None`: all).
+    pub predicate: Option<String>,
+    /// The files to read.
+    pub files: Vec<TaskFile>,
+}
+
+impl ReadTask {
+    /// Rows listed in the task's files (before filtering).
+    pub fn num_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.num_rows).sum()
+    }
+
+    /// Bytes of the task's files.
+    pub fn size_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size_bytes).sum()
+    }
+
+    /// The task's predicate parsed and checked against `schema`.
+    pub fn parse_predicate(&self, schema: &Schema) -> Result<Option<Predicate>> {
+        self.predicate
+            .as_deref()
+            .map(|sql| Predicate::parse(sql, schema))
+            .transpose()
+    }
+
+    /// The task's files as [`DataFile`]s, for `terrace_format::read_data_files`.
+    pub fn data_files(&self, schema: &Schema, layout: &Layout) -> Result<Vec<DataFile>> {
+        self.files.iter().map(|f| f.to_data_file(schema, layout)).collect()
+    }
+}
+
+/// Region x sample partitioning of a read (TileDB-VCF's `read_dask`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionSample {
+    /// The contig column (string).
+    pub contig_column: String,
+    /// The position column (integer).
+    pub position_column: String,
+    /// Regions to read (merged before splitting; see [`crate::parse_bed`]).
+    pub regions: Vec<Region>,
+    /// Number of region groups, R.
+    pub region_partitions: usize,
+    /// The sample column.
+    pub sample_column: String,
+    /// Number of sample groups, S.
+    pub sample_partitions: usize,
+}
+
+/// What to read and how to split it into tasks.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Columns to return (`None`: all).
+    pub projection: Option<Vec<String>>,
+    /// Rows to return (`None`: all).
+    pub predicate: Option<Predicate>,
+    /// Group consecutive files into tasks of about this many bytes (`None`: one task per
+    /// file).
+    pub target_bytes_per_task: Option<u64>,
+    /// One task per distinct value of this partition column.
+    pub dispatch_by: Option<String>,
+    /// Region x sample partitioning.
+    pub region_sample: Option<RegionSample>,
+}
+
+/// A read as tasks, with the pruning counts that led to them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadPlan {
+    /// The dataset's location.
+    pub dataset: String,
+    /// The version read.
+    pub version: u64,
+    /// The query's predicate (before any region / sample split).
+    pub predicate: Option<String>,
+    /// Pruning counts, step by step.
+    pub steps: Vec<PruneStep>,
+    /// The tasks; their results together are the query's result.
+    pub tasks: Vec<ReadTask>,
+}
+
+/// Plan a read of the dataset's loaded version (`dataset.current()`).
+pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadPlan> {
+    let snapshot = dataset.current();
+    let schema = snapshot.schema();
+    let layout = snapshot.layout().clone();
+    if let Some(columns) = &options.projection {
+        for c in columns {
+            if schema.field_with_name(c).is_err() {
+                return Err(Error::invalid(
+                    "projection",
+                    format!("unknown column {c:?}"),
+                ));
+            }
+        }
+    }
+    if options.dispatch_by.is_some() && options.region_sample.is_some() {
+        return Err(Error::invalid(
+            "read options",
+            "dispatch_by and region x sample partitioning cannot be combined",
+        ));
+    }
+    let task = |label: String, predicate: Option<&Predicate>, files: &[DataFile]| {
+        Ok::<_, Error>(ReadTask {
+            index: 0,
+            label,
+            dataset: dataset.location().to_string(),
+            version: snapshot.version(),
+            projection: options.projection.clone(),
+            predicate: predicate.map(|p| p.sql().to_string()),
+            files: files.iter().map(TaskFile::from_data_file).collect::<Result<_>>()?,
+        })
+    };
+
+    let mut tasks = Vec::new();
+    let (steps, predicate_text) = if let Some(rs) = &options.region_sample {
+        let groups = region_groups(rs, &schema)?;
+        let all_regions = groups
+            .iter()
+            .map(|g| g.expr().clone())
+            .reduce(Expr::or)
+            .ok_or_else(|| Error::invalid("regions", "no region to read"))?;
+        let all_regions = Predicate::from_checked_expr(all_regions, &schema)?;
+        let query = match &options.predicate {
+            Some(p) => p.and(&all_regions),
+            None => all_regions,
+        };
+        let pruned = prune(dataset, Some(&query)).await?;
+        let samples = sample_groups(rs, &pruned.files, &schema, &layout)?;
+        let (r_count, s_count) = (groups.len(), samples.len());
+        for (r, region) in groups.iter().enumerate() {
+            for (s, sample) in samples.iter().enumerate() {
+                let mut p = match &options.predicate {
+                    Some(q) => q.and(region),
+                    None => region.clone(),
+                };
+                if let Some(sample) = sample {
+                    p = p.and(sample);
+                }
+                let files = files_for(&p, &pruned.files, &schema, &layout)?;
+                if files.is_empty() {
+                    continue;
+                }
+                tasks.push(task(
+                    format!("region {r}/{r_count} x sample {s}/{s_count}"),
+                    Some(&p),
+                    &files,
+                )?);
+            }
+        }
+        (pruned.steps, Some(query.sql().to_string()))
+    } else {
+        let predicate = options.predicate.as_ref();
+        let pruned = prune(dataset, predicate).await?;
+        if let Some(column) = &options.dispatch_by {
+            let position = layout
+                .partition_on
+                .iter()
+                .position(|c| c == column)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "dispatch_by",
+                        format!(
+                            "{column:?} is not a partition column (partition columns: {})",
+                            layout.partition_on.join(", ")
+                        ),
+                    )
+                })?;
+            let mut by_value: BTreeMap<Option<String>, Vec<DataFile>> = BTreeMap::new();
+            for file in pruned.files {
+                let value = file
+                    .partition_values
+                    .get(position)
+                    .map(partition_value_to_string)
+                    .transpose()
+                    .map_err(|e| Error::format("encoding a partition value", e))?
+                    .flatten();
+                by_value.entry(value).or_default().push(file);
+            }
+            for (value, files) in by_value {
+                let label = format!(
+                    "{column}={}",
+                    value.as_deref().unwrap_or(terrace_format::NULL_PARTITION_MARKER)
+                );
+                tasks.push(task(label, predicate, &files)?);
+            }
+        } else if let Some(target) = options.target_bytes_per_task {
+            let mut group: Vec<DataFile> = Vec::new();
+            let mut bytes = 0;
+            for file in pruned.files {
+                bytes += file.size_bytes;
+                group.push(file);
+                if bytes >= target {
+                    tasks.push(task(format!("{} files", group.len()), predicate, &group)?);
+                    group.clear();
+                    bytes = 0;
+                }
+            }
+            if !group.is_empty() {
+                tasks.push(task(format!("{} files", group.len()), predicate, &group)?);
+            }
+        } else {
+            for file in &pruned.files {
+                tasks.push(task(file.path.clone(), predicate, std::slice::from_ref(file))?);
+            }
+        }
+        (pruned.steps, predicate.map(|p| p.sql().to_string()))
+    };
+    for (i, t) in tasks.iter_mut().enumerate() {
+        t.index = i;
+    }
+    Ok(ReadPlan {
+        dataset: dataset.location().to_string(),
+        version: snapshot.version(),
+        predicate: predicate_text,
+        steps,
+        tasks,
+    })
+}
+
+/// One predicate per region group.
+fn region_groups(rs: &RegionSample, schema: &Schema) -> Result<Vec<Predicate>> {
+    let contig_type = schema
+        .field_with_name(&rs.contig_column)
+        .map_err(|_| Error::invalid("contig column", format!("unknown column {:?}", rs.contig_column)))?
+        .data_type()
+        .clone();
+    let position_type = schema
+        .field_with_name(&rs.position_column)
+        .map_err(|_| {
+            Error::invalid("position column", format!("unknown column {:?}", rs.position_column))
+        })?
+        .data_type()
+        .clone();
+    if !position_type.is_integer() {
+        return Err(Error::invalid(
+            "position column",
+            format!("{} is {position_type}, not an integer", rs.position_column),
+        ));
+    }
+    let merged = merge_regions(rs.regions.clone());
+    if merged.is_empty() {
+        return Err(Error::invalid("regions", "no non-empty region to read"));
+    }
+    let typed = |v: ScalarValue, t: &DataType, what: &str| {
+        v.cast_to(t)
+            .map_err(|e| Error::invalid("regions", format!("{what} does not fit {t}: {e}")))
+    };
+    let mut out = Vec::new();
+    for group in split_regions(&merged, rs.region_partitions) {
+        let mut expr: Option<Expr> = None;
+        for region in group {
+            let contig = typed(ScalarValue::Utf8(Some(region.contig.clone())), &contig_type, "a contig")?;
+            let start = typed(ScalarValue::Int64(Some(region.start)), &position_type, "a start")?;
+            let end = typed(ScalarValue::Int64(Some(region.end)), &position_type, "an end")?;
+            let one = col(rs.contig_column.as_str())
+                .eq(lit(contig))
+                .and(col(rs.position_column.as_str()).gt_eq(lit(start)))
+                .and(col(rs.position_column.as_str()).lt(lit(end)));
+            expr = Some(match expr {
+                Some(e) => e.or(one),
+                None => one,
+            });
+        }
+        if let Some(expr) = expr {
+            out.push(Predicate::from_checked_expr(expr, schema)?);
+        }
+    }
+    Ok(out)
+}
+
+/// S contiguous value ranges of the sample column (`None`: one group, no filter).
+fn sample_groups(
+    rs: &RegionSample,
+    files: &[DataFile],
+    schema: &Schema,
+    layout: &Layout,
+) -> Result<Vec<Option<Predicate>>> {
+    let field = schema.field_with_name(&rs.sample_column).map_err(|_| {
+        Error::invalid("sample column", format!("unknown column {:?}", rs.sample_column))
+    })?;
+    let mut known: Vec<ScalarValue> = Vec::new();
+    if let Some(i) = layout.partition_on.iter().position(|c| c == &rs.sample_column) {
+        known.extend(files.iter().filter_map(|f| f.partition_values.get(i).cloned()));
+    } else {
+        for f in files {
+            if let Some(stats) = f.column_stats.get(&rs.sample_column) {
+                known.push(stats.min.clone());
+                known.push(stats.max.clone());
+            }
+        }
+    }
+    known.retain(|v| !v.is_null() && v.data_type() == *field.data_type());
+    known.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    known.dedup();
+    let wanted = rs.sample_partitions.max(1);
+    if wanted == 1 || known.len() < 2 {
+        return Ok(vec![None]);
+    }
+    // Bounds at the quantiles of the known values; the first range also takes nulls and
+    // everything below, the last everything above, so the ranges cover every value.
+    let mut bounds: Vec<ScalarValue> = (1..wanted)
+        .map(|k| known[k * known.len() / wanted].clone())
+        .collect();
+    bounds.dedup();
+    bounds.retain(|b| b != &known[0]);
+    let column = || col(rs.sample_column.as_str());
+    let mut groups = Vec::with_capacity(bounds.len() + 1);
+    for k in 0..=bounds.len() {
+        let expr = match (k.checked_sub(1).and_then(|i| bounds.get(i)), bounds.get(k)) {
+            (None, Some(hi)) => column().lt(lit(hi.clone())).or(column().is_null()),
+            (Some(lo), Some(hi)) => column().gt_eq(lit(lo.clone())).and(column().lt(lit(hi.clone()))),
+            (Some(lo), None) => column().gt_eq(lit(lo.clone())),
+            (None, None) => return Ok(vec![None]),
+        };
+        groups.push(Some(Predicate::from_checked_expr(expr, schema)?));
+    }
+    Ok(groups)
+}
+
+/// The files of `files` that `predicate` cannot rule out from their statistics.
+fn files_for(
+    predicate: &Predicate,
+    files: &[DataFile],
+    schema: &Arc<Schema>,
+    layout: &Layout,
+) -> Result<Vec<DataFile>> {
+    let pruner = Pruner::new(predicate, Arc::clone(schema), layout)?;
+    let stats = DataFileStatistics { files, layout };
+    let keep = pruner.prune_stats(&stats)?;
+    Ok(files
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(f, _)| f.clone())
+        .collect())
+}
+
+/// [`PruningStatistics`] over [`DataFile`]s (statistics already in memory).
+pub(crate) struct DataFileStatistics<'a> {
+    pub(crate) files: &'a [DataFile],
+    pub(crate) layout: &'a Layout,
+}
+
+impl DataFileStatistics<'_> {
+    fn values(&self, column: &str, pick: impl Fn(&DataFile) -> Option<ScalarValue>) -> Option<ArrayRef> {
+        let values: Vec<ScalarValue> = self.files.iter().map(pick).collect::<Option<_>>()?;
+        if values.is_empty() {
+            return None;
+        }
+        let _ = column;
+        ScalarValue::iter_to_array(values).ok()
+    }
+
+    fn partition_index(&self, column: &str) -> Option<usize> {
+        self.layout.partition_on.iter().position(|c| c == column)
+    }
+
+    fn bound(&self, column: &Column, max: bool) -> Option<ArrayRef> {
+        if let Some(i) = self.partition_index(&column.name) {
+            return self.values(&column.name, |f| f.partition_values.get(i).cloned());
+        }
+        // A file without statistics for the column makes the whole array unknown for
+        // that file only: use a typed null.
+        let data_type = self
+            .files
+            .iter()
+            .find_map(|f| f.column_stats.get(&column.name))
+            .map(|s| s.min.data_type())?;
+        self.values(&column.name, |f| match f.column_stats.get(&column.name) {
+            Some(s) => Some(if max { s.max.clone() } else { s.min.clone() }),
+            None => ScalarValue::try_from(&data_type).ok(),
+        })
+    }
+}
+
+impl PruningStatistics for DataFileStatistics<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.bound(column, false)
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.bound(column, true)
+    }
+
+    fn num_containers(&self) -> usize {
+        self.files.len()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        let i = self.partition_index(&column.name);
+        let counts: UInt64Array = self
+            .files
+            .iter()
+            .map(|f| match i {
+                Some(i) => f
+                    .partition_values
+                    .get(i)
+                    .map(|v| if v.is_null() { f.num_rows } else { 0 }),
+                None => f.column_stats.get(&column.name).and_then(|s| s.null_count),
+            })
+            .collect();
+        Some(Arc::new(counts))
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        let rows: UInt64Array = self.files.iter().map(|f| Some(f.num_rows)).collect();
+        Some(Arc::new(rows))
+    }
+
+    fn contained(&self, _: &Column, _: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
+    }
+}
