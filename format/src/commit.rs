@@ -329,7 +329,7 @@ impl CommitBuilder {
     /// The manifest of the next version on top of `current`.
     async fn build(
         &self,
-        location: &Location,
+        location: &Arc<Location>,
         current: &Snapshot,
         schema: &SchemaRef,
         added_segments: &[SegmentSummary],
@@ -414,10 +414,14 @@ async fn latest_known(location: &Location) -> Result<u64> {
     crate::dataset::latest_version(location).await
 }
 
-async fn find_idempotency_key(location: &Location, key: &str) -> Result<Option<u64>> {
+async fn find_idempotency_key(location: &Arc<Location>, key: &str) -> Result<Option<u64>> {
     let versions = list_versions(location).await?;
+    let location = location.clone();
     let mut snapshots = futures::stream::iter(versions.into_iter().rev())
-        .map(|v| load_snapshot(location, v))
+        .map(move |v| {
+            let location = location.clone();
+            async move { load_snapshot(&location, v).await }
+        })
         .buffered(16);
     while let Some(snapshot) = snapshots.try_next().await? {
         if snapshot.commit().idempotency_key.as_deref() == Some(key) {
@@ -469,7 +473,7 @@ fn validate_files(files: &[DataFile], base: &Snapshot, location: &Location) -> R
 /// Write the segments listing `files`, sorted by partition and bucket so segment
 /// summaries stay tight and whole segments prune.
 async fn write_segments(
-    location: &Location,
+    location: &Arc<Location>,
     files: &[DataFile],
     schema: &SchemaRef,
     base: &Snapshot,
@@ -488,11 +492,11 @@ async fn write_segments(
         .map(|c| c.iter().map(|f| (*f).clone()).collect())
         .collect();
     let layout = base.layout().clone();
+    let (location, schema) = (location.clone(), schema.clone());
     futures::stream::iter(chunks)
-        .map(|chunk| {
-            let schema = schema.clone();
-            let layout = layout.clone();
-            async move { write_segment(location, chunk, &schema, &layout).await }
+        .map(move |chunk| {
+            let (location, schema, layout) = (location.clone(), schema.clone(), layout.clone());
+            async move { write_segment(&location, chunk, &schema, &layout).await }
         })
         .buffered(4)
         .try_collect()
@@ -548,13 +552,17 @@ fn compare_partitions(a: &[ScalarValue], b: &[ScalarValue]) -> std::cmp::Orderin
 /// Drop the files matching `remove` from `current`'s segments, rewriting only segments
 /// that lose files. Returns kept segments, files removed, rows removed.
 async fn remove_files(
-    location: &Location,
+    location: &Arc<Location>,
     current: &Snapshot,
     schema: &SchemaRef,
     remove: impl Fn(&DataFile) -> Result<bool>,
 ) -> Result<(Vec<SegmentSummary>, u64, u64)> {
-    let lists: Vec<_> = futures::stream::iter(current.segments())
-        .map(|s| async move { read_segment(location, current, s).await.map(|l| (s, l)) })
+    let (shared_location, shared_current) = (location.clone(), current.clone());
+    let lists: Vec<_> = futures::stream::iter(current.segments().to_vec())
+        .map(move |s| {
+            let (location, current) = (shared_location.clone(), shared_current.clone());
+            async move { read_segment(&location, &current, &s).await.map(|l| (s, l)) }
+        })
         .buffered(8)
         .try_collect()
         .await?;
@@ -574,7 +582,7 @@ async fn remove_files(
             }
         }
         if !removed_here {
-            kept.push(summary.clone());
+            kept.push(summary);
         } else if !keep.is_empty() {
             kept.push(write_segment(location, keep, schema, current.layout()).await?);
         }

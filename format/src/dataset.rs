@@ -160,9 +160,11 @@ impl Dataset {
 
     /// Open a given version (time travel).
     pub async fn open_version(location: &str, version: u64) -> Result<Dataset> {
-        let dataset = Self::open(location).await?;
-        let snapshot = dataset.snapshot(version).await?;
-        Ok(dataset.with_snapshot(snapshot))
+        // Loads only the version asked for: a damaged newer version must not hide it.
+        let location = Arc::new(Location::parse(location)?);
+        list_versions(&location).await?;
+        let snapshot = load_snapshot(&location, version).await?;
+        Ok(Dataset { location, snapshot })
     }
 
     /// Open the version that was current at `timestamp` (time travel).
@@ -252,8 +254,12 @@ impl Dataset {
     /// Every retained version, oldest first.
     pub async fn history(&self) -> Result<Vec<Snapshot>> {
         let versions = list_versions(&self.location).await?;
+        let location = self.location.clone();
         futures::stream::iter(versions)
-            .map(|v| load_snapshot(&self.location, v))
+            .map(move |v| {
+                let location = location.clone();
+                async move { load_snapshot(&location, v).await }
+            })
             .buffered(16)
             .try_collect()
             .await
@@ -266,8 +272,12 @@ impl Dataset {
 
     /// Every data file of the loaded version.
     pub async fn files(&self) -> Result<Vec<DataFile>> {
-        let lists: Vec<FileList> = futures::stream::iter(self.snapshot.segments())
-            .map(|s| self.read_segment(s))
+        let (location, snapshot) = (self.location.clone(), self.snapshot.clone());
+        let lists: Vec<FileList> = futures::stream::iter(self.snapshot.segments().to_vec())
+            .map(move |segment| {
+                let (location, snapshot) = (location.clone(), snapshot.clone());
+                async move { read_segment(&location, &snapshot, &segment).await }
+            })
             .buffered(8)
             .try_collect()
             .await?;

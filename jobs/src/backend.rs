@@ -106,8 +106,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn tasks(&self, job: JobId) -> BoxFuture<'_, Result<Vec<TaskRecord>>>;
 
     /// The results of a stage's completed tasks, by task id.
-    fn stage_results(&self, job: JobId, stage: i32)
-    -> BoxFuture<'_, Result<Vec<(TaskId, Value)>>>;
+    fn stage_results(&self, job: JobId, stage: i32) -> BoxFuture<'_, Result<Vec<(TaskId, Value)>>>;
 
     /// Deletes jobs (and their tasks) finished before `before`, and workers silent since
     /// then; returns the number of jobs deleted.
@@ -183,7 +182,11 @@ pub(crate) fn check_new_job(job: &NewJob) -> Result<i32> {
             reason: "the job kind is empty".into(),
         });
     }
-    if let Some(t) = job.tasks.iter().find(|t| t.max_attempts.is_some_and(|m| m < 1)) {
+    if let Some(t) = job
+        .tasks
+        .iter()
+        .find(|t| t.max_attempts.is_some_and(|m| m < 1))
+    {
         return Err(crate::Error::InvalidJob {
             reason: format!("a task of stage {} has max_attempts < 1", t.stage),
         });

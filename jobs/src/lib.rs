@@ -64,6 +64,5 @@ pub use postgres::PostgresBackend;
 pub use queue::{DEFAULT_MAX_ATTEMPTS, Queue, QueueOptions};
 pub use sqlite::SqliteBackend;
 pub use worker::{
-    FnHandler, TaskContext, TaskError, TaskHandler, Worker, WorkerConfig, WorkerReport,
-    handler_fn,
+    FnHandler, TaskContext, TaskError, TaskHandler, Worker, WorkerConfig, WorkerReport, handler_fn,
 };

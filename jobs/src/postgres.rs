@@ -105,7 +105,9 @@ impl PostgresBackend {
 
     pub(crate) async fn migrate(&self) -> std::result::Result<(), sqlx::migrate::MigrateError> {
         // The migrator takes an advisory lock, so workers starting together are safe.
-        sqlx::migrate!("../migrations/postgres").run(&self.pool).await
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await
     }
 
     /// The connection pool (for inspection in tests and tools).
@@ -453,7 +455,9 @@ impl Backend for PostgresBackend {
                 acks.push(Ack::Accepted);
                 tally.done(a.job_id, stage, c.output.rows, c.output.bytes);
                 if !c.output.new_tasks.is_empty() {
-                    let kind = kinds.get(&a.job_id).ok_or(Error::JobNotFound { id: a.job_id })?;
+                    let kind = kinds
+                        .get(&a.job_id)
+                        .ok_or(Error::JobNotFound { id: a.job_id })?;
                     Self::insert_tasks(
                         &mut tx,
                         a.job_id,
@@ -716,11 +720,7 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn stage_results(
-        &self,
-        job: JobId,
-        stage: i32,
-    ) -> BoxFuture<'_, Result<Vec<(TaskId, Value)>>> {
+    fn stage_results(&self, job: JobId, stage: i32) -> BoxFuture<'_, Result<Vec<(TaskId, Value)>>> {
         Box::pin(async move {
             let ctx = || format!("reading the results of stage {stage} of job {job}");
             let rows = sqlx::query(q::STAGE_RESULTS)

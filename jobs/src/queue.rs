@@ -127,9 +127,7 @@ fn kind_of(url: &str) -> Result<Kind> {
     } else if url.starts_with("sqlite:") || (!url.contains("://") && !url.is_empty()) {
         Ok(Kind::Sqlite)
     } else {
-        Err(Error::UnsupportedUrl {
-            url: redact(url),
-        })
+        Err(Error::UnsupportedUrl { url: redact(url) })
     }
 }
 
@@ -385,7 +383,10 @@ mod tests {
     #[test]
     fn urls_pick_backends() {
         assert!(matches!(kind_of("postgresql://h/db"), Ok(Kind::Postgres)));
-        assert!(matches!(kind_of("sqlite://x.db?mode=rwc"), Ok(Kind::Sqlite)));
+        assert!(matches!(
+            kind_of("sqlite://x.db?mode=rwc"),
+            Ok(Kind::Sqlite)
+        ));
         assert!(matches!(kind_of("jobs.db"), Ok(Kind::Sqlite)));
         assert!(matches!(
             kind_of("mysql://h/db"),

@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use crate::backend::{Backend, Tally, check_fan_out, check_new_job, job_error};
 use crate::error::{Error, Result};
 use crate::model::{
-    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob,
-    Origin, TaskId, TaskRecord, TaskState,
+    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob, Origin,
+    TaskId, TaskRecord, TaskState,
 };
 
 mod q {
@@ -87,8 +87,31 @@ fn json_text(v: &Value) -> String {
 }
 
 fn parse_json(text: Option<String>, what: impl FnOnce() -> String) -> Result<Option<Value>> {
-    text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Corrupt { what: format!("{}: {e}", what()) }))
-        .transpose()
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| Error::Corrupt {
+            what: format!("{}: {e}", what()),
+        })
+    })
+    .transpose()
+}
+
+fn claimed_from_row(
+    row: &SqliteRow,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> std::result::Result<ClaimedTask, sqlx::Error> {
+    Ok(ClaimedTask {
+        id: TaskId(row.try_get(0)?),
+        job_id: JobId(row.try_get(1)?),
+        kind: row.try_get(2)?,
+        stage: row.try_get(3)?,
+        attempt: row.try_get(4)?,
+        max_attempts: row.try_get(5)?,
+        lease_owner: owner.to_owned(),
+        payload_json: row.try_get(6)?,
+        ready_at: DateTime::from_timestamp_millis(row.try_get(7)?).unwrap_or(now),
+        claimed_at: now,
+    })
 }
 
 /// The SQLite queue store.
@@ -152,8 +175,12 @@ impl SqliteBackend {
             .await
             .map_err(Error::db(format!("reading job {job}")))?
             .ok_or(Error::JobNotFound { id: job })?;
-        let state: String = row.try_get(0).map_err(Error::db(format!("reading job {job}")))?;
-        let stage: i32 = row.try_get(1).map_err(Error::db(format!("reading job {job}")))?;
+        let state: String = row
+            .try_get(0)
+            .map_err(Error::db(format!("reading job {job}")))?;
+        let stage: i32 = row
+            .try_get(1)
+            .map_err(Error::db(format!("reading job {job}")))?;
         Ok((JobState::from_str(&state)?, stage))
     }
 
@@ -264,7 +291,8 @@ impl SqliteBackend {
         let ctx = || format!("reading job {id}");
         let g = |e| Error::db(ctx())(e);
         let spec: String = row.try_get("spec").map_err(g)?;
-        let spec = serde_json::from_str(&spec).map_err(|source| Error::MalformedSpec { id, source })?;
+        let spec =
+            serde_json::from_str(&spec).map_err(|source| Error::MalformedSpec { id, source })?;
         let state: String = row.try_get("state").map_err(g)?;
         let origin: String = row.try_get("origin").map_err(g)?;
         Ok(JobRecord {
@@ -278,7 +306,9 @@ impl SqliteBackend {
             tasks_failed: row.try_get("tasks_failed").map_err(g)?,
             rows: row.try_get("rows").map_err(g)?,
             bytes: row.try_get("bytes").map_err(g)?,
-            result: parse_json(row.try_get("result").map_err(g)?, || format!("result of job {id}"))?,
+            result: parse_json(row.try_get("result").map_err(g)?, || {
+                format!("result of job {id}")
+            })?,
             error: row.try_get("error").map_err(g)?,
             origin: Origin::from_columns(&origin, row.try_get("origin_detail").map_err(g)?)?,
             created_at: from_ms(row.try_get("created_at").map_err(g)?)?,
@@ -301,7 +331,9 @@ impl SqliteBackend {
             run_after: from_ms(row.try_get("run_after").map_err(g)?)?,
             lease_owner: row.try_get("lease_owner").map_err(g)?,
             lease_expires_at: opt_ms(row.try_get("lease_expires_at").map_err(g)?)?,
-            result: parse_json(row.try_get("result").map_err(g)?, || format!("result of task {id}"))?,
+            result: parse_json(row.try_get("result").map_err(g)?, || {
+                format!("result of task {id}")
+            })?,
             error: row.try_get("error").map_err(g)?,
         })
     }
@@ -333,9 +365,19 @@ impl Backend for SqliteBackend {
                 .await
                 .map_err(Error::db("submitting a job"))?;
             let id = JobId(id);
-            Self::insert_tasks(&mut tx, id, &job.kind, &job.tasks, Some(first), max_attempts, now)
-                .await?;
-            tx.commit().await.map_err(Error::db(format!("committing job {id}")))?;
+            Self::insert_tasks(
+                &mut tx,
+                id,
+                &job.kind,
+                &job.tasks,
+                Some(first),
+                max_attempts,
+                now,
+            )
+            .await?;
+            tx.commit()
+                .await
+                .map_err(Error::db(format!("committing job {id}")))?;
             Ok(id)
         })
     }
@@ -361,23 +403,7 @@ impl Backend for SqliteBackend {
             let mut tasks = Vec::with_capacity(rows.len());
             let mut jobs = std::collections::BTreeSet::new();
             for row in rows {
-                let g = Error::db(ctx);
-                let t = (|| -> std::result::Result<ClaimedTask, sqlx::Error> {
-                    Ok(ClaimedTask {
-                        id: TaskId(row.try_get(0)?),
-                        job_id: JobId(row.try_get(1)?),
-                        kind: row.try_get(2)?,
-                        stage: row.try_get(3)?,
-                        attempt: row.try_get(4)?,
-                        max_attempts: row.try_get(5)?,
-                        lease_owner: owner.to_owned(),
-                        payload_json: row.try_get(6)?,
-                        ready_at: DateTime::from_timestamp_millis(row.try_get(7)?)
-                            .unwrap_or(now),
-                        claimed_at: now,
-                    })
-                })()
-                .map_err(g)?;
+                let t = claimed_from_row(&row, owner, now).map_err(Error::db(ctx))?;
                 jobs.insert(t.job_id);
                 tasks.push(t);
             }
@@ -433,8 +459,16 @@ impl Backend for SqliteBackend {
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(Error::db(format!("reading job {}", a.job_id)))?;
-                    Self::insert_tasks(&mut tx, a.job_id, &kind, &c.output.new_tasks, None, crate::queue::DEFAULT_MAX_ATTEMPTS, now)
-                        .await?;
+                    Self::insert_tasks(
+                        &mut tx,
+                        a.job_id,
+                        &kind,
+                        &c.output.new_tasks,
+                        None,
+                        crate::queue::DEFAULT_MAX_ATTEMPTS,
+                        now,
+                    )
+                    .await?;
                     for t in &c.output.new_tasks {
                         tally.add(a.job_id, t.stage, 1);
                     }
@@ -681,11 +715,7 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn stage_results(
-        &self,
-        job: JobId,
-        stage: i32,
-    ) -> BoxFuture<'_, Result<Vec<(TaskId, Value)>>> {
+    fn stage_results(&self, job: JobId, stage: i32) -> BoxFuture<'_, Result<Vec<(TaskId, Value)>>> {
         Box::pin(async move {
             let ctx = || format!("reading the results of stage {stage} of job {job}");
             let rows = sqlx::query(q::STAGE_RESULTS)

@@ -222,6 +222,16 @@ pub struct WorkerReport {
 }
 
 /// A worker process's unit of execution; ids are `{host}-{pid}-{n}`.
+///
+/// Our own small tokio runtime rather than apalis (a departure from DESIGN.md): apalis
+/// 1.0's backend trait would impose its per-worker lease and immediate retries, where
+/// this queue has per-task leases, backoff through `run_after` and guarded completion.
+///
+/// Loop: claim up to a batch when enough of the `concurrency` slots are free; run each
+/// task in its own tokio task; send outcomes to a completion loop that writes them in
+/// batches; a heartbeat renews this worker's leases (and reaps expired ones) every third
+/// of the lease. On Postgres an idle worker sleeps until a NOTIFY or the poll interval;
+/// on SQLite it polls, from 2 ms after work was found, doubling up to the poll interval.
 #[derive(Debug)]
 pub struct Worker {
     queue: Queue,

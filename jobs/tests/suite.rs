@@ -113,7 +113,9 @@ impl Drop for TestDb {
 
 fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().expect("time"),
+        Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time"),
     ))
 }
 
@@ -146,9 +148,7 @@ async fn wait_for_state(q: &Queue, id: JobId, state: JobState, within: Duration)
 
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn submit_claim_complete_advances_stages(
-    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
-) {
+async fn submit_claim_complete_advances_stages(#[values(Kind::Sqlite, Kind::Postgres)] kind: Kind) {
     let db = TestDb::new(kind).await;
     let q = db.queue(QueueOptions::default()).await;
     let job = NewJob::new("ingest", json!({"path": "in/"}))
@@ -157,11 +157,18 @@ async fn submit_claim_complete_advances_stages(
     let id = q.submit(job).await.expect("submit");
 
     let rec = q.job(id).await.expect("job");
-    assert_eq!((rec.state, rec.tasks_total, rec.tasks_done), (JobState::Queued, 4, 0));
+    assert_eq!(
+        (rec.state, rec.tasks_total, rec.tasks_done),
+        (JobState::Queued, 4, 0)
+    );
 
     let claimed = q.claim("w1", 10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 3, "the commit stage is blocked");
-    assert!(claimed.iter().all(|t| t.stage == 0 && t.attempt == 1 && t.kind == "ingest"));
+    assert!(
+        claimed
+            .iter()
+            .all(|t| t.stage == 0 && t.attempt == 1 && t.kind == "ingest")
+    );
     assert_eq!(q.job(id).await.expect("job").state, JobState::Running);
 
     let batch: Vec<Completion> = claimed
@@ -176,7 +183,10 @@ async fn submit_claim_complete_advances_stages(
     assert_eq!(acks, vec![Ack::Accepted; 3]);
 
     let rec = q.job(id).await.expect("job");
-    assert_eq!((rec.tasks_done, rec.rows, rec.bytes, rec.current_stage), (3, 30, 300, 1));
+    assert_eq!(
+        (rec.tasks_done, rec.rows, rec.bytes, rec.current_stage),
+        (3, 30, 300, 1)
+    );
     let results = q.stage_results(id, 0).await.expect("results");
     assert_eq!(results.len(), 3);
     assert_eq!(results[0].1, json!({"wrote": {"file": 0}}));
@@ -232,7 +242,9 @@ async fn fan_in_happens_once_under_concurrent_workers(
                         commit_runs.fetch_add(1, Ordering::SeqCst);
                         let plan = ctx.stage_results(task.job_id, 1).await?;
                         let parts = ctx.stage_results(task.job_id, 2).await?;
-                        Ok(TaskOutput::new(json!({"plan": plan[0].1, "parts": parts.len()})))
+                        Ok(TaskOutput::new(
+                            json!({"plan": plan[0].1, "parts": parts.len()}),
+                        ))
                     }
                 }
             }
@@ -243,7 +255,9 @@ async fn fan_in_happens_once_under_concurrent_workers(
     for _ in 0..4 {
         let w = Worker::new(
             q.clone(),
-            WorkerConfig::default().with_concurrency(8).with_batch_size(7),
+            WorkerConfig::default()
+                .with_concurrency(8)
+                .with_batch_size(7),
         );
         let mut stop = stop_rx.clone();
         workers.push(tokio::spawn(w.run(handler.clone(), async move {
@@ -256,11 +270,18 @@ async fn fan_in_happens_once_under_concurrent_workers(
     for w in workers {
         completed += w.await.expect("join").expect("worker").completed;
     }
-    assert_eq!(plan_runs.load(Ordering::SeqCst), 1, "stage 1 unblocked once");
+    assert_eq!(
+        plan_runs.load(Ordering::SeqCst),
+        1,
+        "stage 1 unblocked once"
+    );
     assert_eq!(commit_runs.load(Ordering::SeqCst), 1, "commit ran once");
     let rec = q.job(id).await.expect("job");
     assert_eq!(rec.result, Some(json!({"plan": {"inputs": N}, "parts": 3})));
-    assert_eq!((rec.tasks_total, rec.tasks_done), (N as i64 + 5, N as i64 + 5));
+    assert_eq!(
+        (rec.tasks_total, rec.tasks_done),
+        (N as i64 + 5, N as i64 + 5)
+    );
     assert_eq!((rec.rows, rec.bytes), (N as i64, 8 * N as i64));
     assert_eq!(completed, N as u64 + 5);
 }
@@ -288,7 +309,11 @@ async fn expired_lease_reruns_task_and_refuses_stale_completion(
     assert_eq!(q.reap_expired().await.expect("reap"), 0);
     assert_eq!(q.heartbeat("dead-worker", LEASE).await.expect("renew"), 1);
     clock.advance(Duration::from_secs(8));
-    assert_eq!(q.reap_expired().await.expect("reap"), 0, "renewed lease holds");
+    assert_eq!(
+        q.reap_expired().await.expect("reap"),
+        0,
+        "renewed lease holds"
+    );
 
     clock.advance(Duration::from_secs(3));
     assert_eq!(q.reap_expired().await.expect("reap"), 1);
@@ -361,10 +386,16 @@ async fn retries_back_off_then_task_dies_and_job_fails(
                 waits.push(wait);
                 // Not before the backoff (the other task is taken meanwhile, once).
                 let early = q.claim("w", 5, LEASE).await.expect("claim");
-                assert!(early.iter().all(|t| t.payload().expect("p") != json!("flaky")));
+                assert!(
+                    early
+                        .iter()
+                        .all(|t| t.payload().expect("p") != json!("flaky"))
+                );
                 if attempt == 1 {
                     assert_eq!(early.len(), 1);
-                    q.complete(&[done(&early[0], json!(null))]).await.expect("ok");
+                    q.complete(&[done(&early[0], json!(null))])
+                        .await
+                        .expect("ok");
                 }
                 clock.advance(wait);
             }
@@ -377,7 +408,10 @@ async fn retries_back_off_then_task_dies_and_job_fails(
     assert_eq!(rec.state, JobState::Failed);
     assert_eq!(rec.tasks_failed, 1);
     let err = rec.error.expect("error kept");
-    assert!(err.contains("store timed out") && err.contains("attempt 3"), "{err}");
+    assert!(
+        err.contains("store timed out") && err.contains("attempt 3"),
+        "{err}"
+    );
     let tasks = q.tasks(id).await.expect("tasks");
     assert_eq!(tasks[0].state, TaskState::Dead);
     assert_eq!(tasks[0].error.as_deref(), Some("store timed out"));
@@ -407,15 +441,24 @@ async fn non_retryable_error_kills_at_once_and_retry_requeues(
     assert_eq!(outcome, FailOutcome::Dead);
     let rec = q.job(id).await.expect("job");
     assert_eq!(rec.state, JobState::Failed);
-    assert!(q.claim("w", 10, LEASE).await.expect("claim").is_empty(), "job stopped");
+    assert!(
+        q.claim("w", 10, LEASE).await.expect("claim").is_empty(),
+        "job stopped"
+    );
     assert!(matches!(
         q.cancel(id).await,
-        Err(Error::InvalidState { operation: "cancel", .. })
+        Err(Error::InvalidState {
+            operation: "cancel",
+            ..
+        })
     ));
 
     assert_eq!(q.retry(id).await.expect("retry"), 2, "dead + stopped task");
     let rec = q.job(id).await.expect("job");
-    assert_eq!((rec.state, rec.error.as_deref(), rec.tasks_failed), (JobState::Running, None, 0));
+    assert_eq!(
+        (rec.state, rec.error.as_deref(), rec.tasks_failed),
+        (JobState::Running, None, 0)
+    );
     let again = q.claim("w", 10, LEASE).await.expect("claim");
     assert_eq!(again.len(), 2);
     assert!(again.iter().all(|t| t.attempt == 1));
@@ -423,11 +466,16 @@ async fn non_retryable_error_kills_at_once_and_retry_requeues(
         .await
         .expect("complete");
     let commit = q.claim("w", 10, LEASE).await.expect("claim");
-    q.complete(&[done(&commit[0], json!("v1"))]).await.expect("complete");
+    q.complete(&[done(&commit[0], json!("v1"))])
+        .await
+        .expect("complete");
     assert_eq!(q.job(id).await.expect("job").state, JobState::Succeeded);
     assert!(matches!(
         q.retry(id).await,
-        Err(Error::InvalidState { operation: "retry", .. })
+        Err(Error::InvalidState {
+            operation: "retry",
+            ..
+        })
     ));
 }
 
@@ -452,7 +500,12 @@ async fn cancel_stops_a_job_and_refuses_its_running_tasks(
     assert_eq!(rec.state, JobState::Cancelled);
     assert!(q.claim("w", 10, LEASE).await.expect("claim").is_empty());
     let acks = q
-        .complete(&running.iter().map(|t| done(t, json!(0))).collect::<Vec<_>>())
+        .complete(
+            &running
+                .iter()
+                .map(|t| done(t, json!(0)))
+                .collect::<Vec<_>>(),
+        )
         .await
         .expect("complete");
     assert_eq!(acks, vec![Ack::Stale, Ack::Stale]);
@@ -476,7 +529,10 @@ async fn unknown_job_id_is_job_not_found(#[values(Kind::Sqlite, Kind::Postgres)]
     ];
     for e in errors {
         let e = e.expect("an error");
-        assert!(matches!(e, Error::JobNotFound { id } if id == missing), "{e:?}");
+        assert!(
+            matches!(e, Error::JobNotFound { id } if id == missing),
+            "{e:?}"
+        );
         assert_eq!(e.to_string(), "job 4242 not found");
         assert!(!e.is_retryable());
     }
@@ -510,25 +566,48 @@ async fn malformed_spec_and_payload_name_the_row(
         .spec_as::<IngestSpec>()
         .expect("good spec decodes");
 
-    db.exec(format!("UPDATE jobs SET spec = '{{\"path\": 5}}' WHERE id = {}", id.0))
-        .await;
-    let err = q.job(id).await.expect("job").spec_as::<IngestSpec>().unwrap_err();
-    assert!(matches!(err, Error::MalformedSpec { id: i, .. } if i == id), "{err:?}");
+    db.exec(format!(
+        "UPDATE jobs SET spec = '{{\"path\": 5}}' WHERE id = {}",
+        id.0
+    ))
+    .await;
+    let err = q
+        .job(id)
+        .await
+        .expect("job")
+        .spec_as::<IngestSpec>()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MalformedSpec { id: i, .. } if i == id),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), format!("malformed spec of job {id}"));
 
     if kind == Kind::Sqlite {
         // Only SQLite can hold text that is not JSON at all (Postgres has JSONB).
-        db.exec(format!("UPDATE jobs SET spec = 'not json{{' WHERE id = {}", id.0))
-            .await;
+        db.exec(format!(
+            "UPDATE jobs SET spec = 'not json{{' WHERE id = {}",
+            id.0
+        ))
+        .await;
         let err = q.job(id).await.unwrap_err();
-        assert!(matches!(err, Error::MalformedSpec { id: i, .. } if i == id), "{err:?}");
+        assert!(
+            matches!(err, Error::MalformedSpec { id: i, .. } if i == id),
+            "{err:?}"
+        );
         db.exec(format!("UPDATE jobs SET spec = '{{}}' WHERE id = {}", id.0))
             .await;
-        db.exec(format!("UPDATE tasks SET payload = '{{oops' WHERE job_id = {}", id.0))
-            .await;
+        db.exec(format!(
+            "UPDATE tasks SET payload = '{{oops' WHERE job_id = {}",
+            id.0
+        ))
+        .await;
     } else {
-        db.exec(format!("UPDATE tasks SET payload = '[1]' WHERE job_id = {}", id.0))
-            .await;
+        db.exec(format!(
+            "UPDATE tasks SET payload = '[1]' WHERE job_id = {}",
+            id.0
+        ))
+        .await;
     }
 
     // A worker whose handler decodes the payload kills the task with an error naming it.
@@ -576,7 +655,10 @@ async fn unreachable_database_fails_clearly_after_retries(
         "{err:?}"
     );
     assert!(err.to_string().contains(&url), "{err}");
-    assert!(started.elapsed() >= Duration::from_millis(60), "backed off 20 + 40 ms");
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "backed off 20 + 40 ms"
+    );
     assert!(err.is_retryable());
 
     let err = Queue::connect("mysql://h/db").await.unwrap_err();
@@ -589,7 +671,9 @@ async fn shutdown_drains_in_flight_tasks(#[values(Kind::Sqlite, Kind::Postgres)]
     let db = TestDb::new(kind).await;
     let q = db.queue(QueueOptions::default()).await;
     let id = q
-        .submit(NewJob::new("ingest", json!({})).with_tasks((0..20).map(|i| NewTask::new(0, json!(i)))))
+        .submit(
+            NewJob::new("ingest", json!({})).with_tasks((0..20).map(|i| NewTask::new(0, json!(i)))),
+        )
         .await
         .expect("submit");
     let started = Arc::new(AtomicUsize::new(0));
@@ -604,9 +688,17 @@ async fn shutdown_drains_in_flight_tasks(#[values(Kind::Sqlite, Kind::Postgres)]
             }
         }))
     };
-    let worker = Worker::new(q.clone(), WorkerConfig::default().with_concurrency(4).with_batch_size(4));
+    let worker = Worker::new(
+        q.clone(),
+        WorkerConfig::default()
+            .with_concurrency(4)
+            .with_batch_size(4),
+    );
     let worker_id = worker.id().to_owned();
-    assert!(worker_id.contains(&format!("-{}-", std::process::id())), "{worker_id}");
+    assert!(
+        worker_id.contains(&format!("-{}-", std::process::id())),
+        "{worker_id}"
+    );
     let seen = started.clone();
     let report = worker
         .run(handler, async move {
@@ -618,10 +710,19 @@ async fn shutdown_drains_in_flight_tasks(#[values(Kind::Sqlite, Kind::Postgres)]
         .expect("worker");
     let ran = started.load(Ordering::SeqCst) as u64;
     assert!(ran >= 4);
-    assert_eq!(report.completed, ran, "every started task completed before exit");
+    assert_eq!(
+        report.completed, ran,
+        "every started task completed before exit"
+    );
     let tasks = q.tasks(id).await.expect("tasks");
-    assert_eq!(tasks.iter().filter(|t| t.state == TaskState::Done).count() as u64, ran);
-    assert!(tasks.iter().all(|t| t.state != TaskState::Running), "no lease left behind");
+    assert_eq!(
+        tasks.iter().filter(|t| t.state == TaskState::Done).count() as u64,
+        ran
+    );
+    assert!(
+        tasks.iter().all(|t| t.state != TaskState::Running),
+        "no lease left behind"
+    );
     assert_eq!(q.job(id).await.expect("job").tasks_done as u64, ran);
 }
 
@@ -632,7 +733,9 @@ async fn prune_deletes_finished_jobs_after_retention(
 ) {
     let db = TestDb::new(kind).await;
     let clock = manual_clock();
-    let q = db.queue(QueueOptions::default().with_clock(clock.clone())).await;
+    let q = db
+        .queue(QueueOptions::default().with_clock(clock.clone()))
+        .await;
     let finished = q
         .submit(NewJob::new("gc", json!({})).with_task(NewTask::new(0, json!(0))))
         .await
@@ -642,14 +745,22 @@ async fn prune_deletes_finished_jobs_after_retention(
         .await
         .expect("submit");
     let t = q.claim("w", 1, LEASE).await.expect("claim");
-    q.complete(&[done(&t[0], json!(0))]).await.expect("complete");
+    q.complete(&[done(&t[0], json!(0))])
+        .await
+        .expect("complete");
     let day = Duration::from_secs(86_400);
     clock.advance(day / 2);
     assert_eq!(q.prune(day).await.expect("prune"), 0, "within retention");
     clock.advance(day);
     assert_eq!(q.prune(day).await.expect("prune"), 1);
-    assert!(matches!(q.job(finished).await, Err(Error::JobNotFound { .. })));
-    assert_eq!(q.job(open).await.expect("open job kept").state, JobState::Queued);
+    assert!(matches!(
+        q.job(finished).await,
+        Err(Error::JobNotFound { .. })
+    ));
+    assert_eq!(
+        q.job(open).await.expect("open job kept").state,
+        JobState::Queued
+    );
 }
 
 // ---- worker processes -------------------------------------------------------------
@@ -690,7 +801,12 @@ fn spawn_child(url: &str) -> Child {
     let exe = std::env::current_exe().expect("test binary");
     let dir = tempfile::tempdir().expect("dir").keep();
     Command::new(exe)
-        .args(["--exact", "child_worker_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_worker_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_URL, url)
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -733,7 +849,10 @@ async fn two_worker_processes_finish_a_job_despite_kill_9(
         .status()
         .expect("kill -TERM");
     assert!(status.success());
-    assert!(b.wait().expect("wait").success(), "SIGTERM drains and exits 0");
+    assert!(
+        b.wait().expect("wait").success(),
+        "SIGTERM drains and exits 0"
+    );
 
     let rec = q.job(id).await.expect("job");
     assert_eq!(rec.result, Some(json!({"committed": N})));
@@ -745,7 +864,11 @@ async fn two_worker_processes_finish_a_job_despite_kill_9(
         .into_iter()
         .filter_map(|(_, v)| v["worker"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(workers.len(), 2, "both processes completed tasks: {workers:?}");
+    assert_eq!(
+        workers.len(),
+        2,
+        "both processes completed tasks: {workers:?}"
+    );
     let tasks = q.tasks(id).await.expect("tasks");
     assert!(
         tasks.iter().any(|t| t.attempts > 1),

@@ -116,18 +116,24 @@ fn location(text: &str) -> Result<Location> {
 
 /// List the files matching `patterns` (paths, URLs, globs), in pattern order then path
 /// order. `format` forces the format; otherwise each file's extension decides.
-pub async fn list_inputs(patterns: &[String], format: Option<InputFormat>) -> Result<Vec<InputFile>> {
+pub async fn list_inputs(
+    patterns: &[String],
+    format: Option<InputFormat>,
+) -> Result<Vec<InputFile>> {
     if patterns.is_empty() {
         return Err(Error::invalid("inputs", "no input given"));
     }
     let mut out = Vec::new();
     for pattern in patterns {
         let format_of = |path: &str| {
-            format.or_else(|| InputFormat::from_path(path)).ok_or_else(|| Error::Input {
-                path: path.to_string(),
-                reason: "unknown format (use .csv, .parquet, .jsonl or .arrow, or give the format)"
-                    .to_string(),
-            })
+            format
+                .or_else(|| InputFormat::from_path(path))
+                .ok_or_else(|| Error::Input {
+                    path: path.to_string(),
+                    reason:
+                        "unknown format (use .csv, .parquet, .jsonl or .arrow, or give the format)"
+                            .to_string(),
+                })
         };
         let Some(start) = glob_start(pattern) else {
             let loc = location(pattern)?;
@@ -149,7 +155,8 @@ pub async fn list_inputs(patterns: &[String], format: Option<InputFormat>) -> Re
         let (dir, rest) = pattern.split_at(dir_end);
         let dir_text = if dir.is_empty() { "." } else { dir };
         let loc = location(dir_text)?;
-        let glob = glob::Pattern::new(rest).map_err(|e| Error::invalid(format!("glob {pattern:?}"), e.to_string()))?;
+        let glob = glob::Pattern::new(rest)
+            .map_err(|e| Error::invalid(format!("glob {pattern:?}"), e.to_string()))?;
         let options = glob::MatchOptions {
             case_sensitive: true,
             require_literal_separator: true,
@@ -271,7 +278,9 @@ fn complete_lines(bytes: &Bytes, file_size: u64) -> Bytes {
 /// types, except that a column inference found only nulls in takes the other file's
 /// type, and integer / float inference differences widen to `Float64`.
 pub async fn infer_schema(files: &[InputFile], max_files: usize) -> Result<SchemaRef> {
-    let first = files.first().ok_or_else(|| Error::invalid("inputs", "no input file"))?;
+    let first = files
+        .first()
+        .ok_or_else(|| Error::invalid("inputs", "no input file"))?;
     let mut schema = file_schema(first).await?;
     for file in files.iter().skip(1).take(max_files.saturating_sub(1)) {
         let other = file_schema(file).await?;
@@ -302,13 +311,23 @@ pub fn merge_schemas(a: &Schema, a_file: &str, b: &Schema, b_file: &str) -> Resu
             (x, y) if x == y => x.clone(),
             (DataType::Null, y) => y.clone(),
             (x, DataType::Null) => x.clone(),
-            (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => DataType::Float64,
+            (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+                DataType::Float64
+            }
             (x, y) => return Err(mismatch(fa.name(), x.to_string(), y.to_string())),
         };
-        fields.push(Field::new(fa.name(), data_type, fa.is_nullable() || fb.is_nullable()));
+        fields.push(Field::new(
+            fa.name(),
+            data_type,
+            fa.is_nullable() || fb.is_nullable(),
+        ));
     }
     if let Some(extra) = b.fields().get(a.fields().len()) {
-        return Err(mismatch(extra.name(), "missing".to_string(), extra.data_type().to_string()));
+        return Err(mismatch(
+            extra.name(),
+            "missing".to_string(),
+            extra.data_type().to_string(),
+        ));
     }
     Ok(Arc::new(Schema::new(fields)))
 }
@@ -384,7 +403,10 @@ pub fn read_split(split: InputSplit, schema: SchemaRef) -> BoxStream<'static, Re
             }
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
 }
 
 type Sender = tokio::sync::mpsc::Sender<Result<RecordBatch>>;
@@ -405,10 +427,14 @@ async fn read_part(part: &SplitPart, schema: &SchemaRef, tx: &Sender) -> Result<
             if let Some(groups) = &part.row_groups {
                 builder = builder.with_row_groups(groups.clone());
             }
-            let mut stream = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| Error::Input {
-                path: file.location.clone(),
-                reason: e.to_string(),
-            })?;
+            let mut stream =
+                builder
+                    .with_batch_size(BATCH_ROWS)
+                    .build()
+                    .map_err(|e| Error::Input {
+                        path: file.location.clone(),
+                        reason: e.to_string(),
+                    })?;
             while let Some(batch) = stream.try_next().await.map_err(|e| Error::Input {
                 path: file.location.clone(),
                 reason: e.to_string(),
@@ -514,7 +540,6 @@ async fn stream_csv(
     tx: &Sender,
     decoder: &mut arrow::csv::reader::Decoder,
 ) -> Result<()> {
-    let header = true;
     let loc = location(&file.location)?;
     let mut body = loc
         .store
@@ -522,7 +547,7 @@ async fn stream_csv(
         .await
         .map_err(store_error(&file.location))?
         .into_stream();
-    let bad = |e: arrow::error::ArrowError| csv_error(&file.location, e, header);
+    let bad = |e: arrow::error::ArrowError| csv_error(&file.location, e);
     while let Some(chunk) = body.try_next().await.map_err(store_error(&file.location))? {
         let mut offset = 0;
         while offset < chunk.len() {
@@ -544,18 +569,21 @@ async fn stream_csv(
     Ok(())
 }
 
-fn csv_error(path: &str, e: arrow::error::ArrowError, header: bool) -> Error {
+fn csv_error(path: &str, e: arrow::error::ArrowError) -> Error {
     let message = e.to_string();
-    let line = ["at line ", "for line "].iter().find_map(|key| {
-        let rest = &message[message.find(key)? + key.len()..];
-        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        digits.parse::<u64>().ok()
-    });
+    // arrow-csv's value errors count lines from 0 ("at line N"), its record errors from 1
+    // ("for line N"); both include the header line.
+    let line = [("at line ", 1), ("for line ", 0)]
+        .iter()
+        .find_map(|(key, add)| {
+            let rest = &message[message.find(key)? + key.len()..];
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse::<u64>().ok().map(|n| n + add)
+        });
     match line {
-        // arrow-csv's row index starts at 0 and does not count the header line.
-        Some(n) => Error::BadRow {
+        Some(line) => Error::BadRow {
             path: path.to_string(),
-            line: n + 1 + u64::from(header),
+            line,
             reason: message,
         },
         None => Error::Input {
@@ -593,14 +621,18 @@ fn conform(batch: RecordBatch, schema: &SchemaRef, path: &str) -> Result<RecordB
         .fields()
         .iter()
         .map(|f| {
-            batch.column_by_name(f.name()).cloned().ok_or_else(|| Error::SchemaMismatch {
-                column: f.name().clone(),
-                first: "the dataset schema".to_string(),
-                first_type: f.data_type().to_string(),
-                second: path.to_string(),
-                second_type: "missing".to_string(),
-            })
+            batch
+                .column_by_name(f.name())
+                .cloned()
+                .ok_or_else(|| Error::SchemaMismatch {
+                    column: f.name().clone(),
+                    first: "the dataset schema".to_string(),
+                    first_type: f.data_type().to_string(),
+                    second: path.to_string(),
+                    second_type: "missing".to_string(),
+                })
         })
         .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| Error::arrow(format!("reading {path}"), e))
+    RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(|e| Error::arrow(format!("reading {path}"), e))
 }

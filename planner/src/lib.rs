@@ -51,6 +51,6 @@ pub use prune::{PruneStep, PruneStepKind, Pruned, prune};
 pub use read_plan::{ReadOptions, ReadPlan, ReadTask, RegionSample, TaskFile, plan_read};
 pub use regions::{Region, merge_regions, parse_bed, split_regions};
 pub use write_plan::{
-    SchemaField, Stage, StageKind, WriteOptions, WritePlan, WriteTask, plan_write,
-    reduce_task_for, schema_from_fields, schema_to_fields, staging_dir, staging_piece_path,
+    SchemaField, Stage, StageKind, WriteOptions, WritePlan, WriteTask, plan_write, reduce_task_for,
+    schema_from_fields, schema_to_fields, staging_dir, staging_piece_path,
 };

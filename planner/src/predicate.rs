@@ -168,11 +168,13 @@ impl Predicate {
                     conjunction: i,
                     term: j,
                 };
-                let field = schema.field_with_name(column).map_err(|_| Error::UnknownColumn {
-                    column: column.clone(),
-                    position: position.clone(),
-                    available: available(schema),
-                })?;
+                let field = schema
+                    .field_with_name(column)
+                    .map_err(|_| Error::UnknownColumn {
+                        column: column.clone(),
+                        position: position.clone(),
+                        available: available(schema),
+                    })?;
                 let term = dnf_term(column, field.data_type(), *op, value, &position)?;
                 all = Some(match all {
                     Some(e) => e.and(term),
@@ -395,8 +397,11 @@ fn finish(
         (Ok(t), None) => t,
     };
     let df_schema = Arc::new(df_schema.clone());
-    let simplifier =
-        ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::clone(&df_schema)).build());
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_schema(Arc::clone(&df_schema))
+            .build(),
+    );
     let coerced = simplifier
         .coerce(typed, &df_schema)
         .map_err(|e| invalid(e.strip_backtrace()))?;
@@ -572,15 +577,27 @@ fn type_literals(
             if let (Some((name, t)), Some(v)) = (column_type(&left, schema), literal_of(&right)) {
                 let new = check_literal(name, t, &v, position)?;
                 let right = replace(right, new);
-                return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr { left, op, right })));
+                return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op,
+                    right,
+                })));
             }
             if let (Some(v), Some((name, t))) = (literal_of(&left), column_type(&right, schema)) {
                 let new = check_literal(name, t, &v, position)?;
                 let left = replace(left, new);
-                return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr { left, op, right })));
+                return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op,
+                    right,
+                })));
             }
             check_expressions(&left, &right, schema, df_schema, position)?;
-            Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })))
+            Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                left,
+                op,
+                right,
+            })))
         }
         Expr::InList(mut in_list) => {
             if let Some((name, t)) = column_type(&in_list.expr, schema) {
@@ -636,11 +653,12 @@ fn check_expressions(
     if !(incompatible(lc, rc) || incompatible(rc, lc)) {
         return Ok(());
     }
-    let (column, expected, other, found) = match (column_type(left, schema), column_type(right, schema)) {
-        (Some((name, _)), _) => (name.to_string(), lt, right, rt),
-        (None, Some((name, _))) => (name.to_string(), rt, left, lt),
-        (None, None) => (left.to_string(), lt, right, rt),
-    };
+    let (column, expected, other, found) =
+        match (column_type(left, schema), column_type(right, schema)) {
+            (Some((name, _)), _) => (name.to_string(), lt, right, rt),
+            (None, Some((name, _))) => (name.to_string(), rt, left, lt),
+            (None, None) => (left.to_string(), lt, right, rt),
+        };
     Err(Error::TypeMismatch {
         position: position(&column),
         column,
@@ -674,7 +692,10 @@ fn json_literal(
             return Err(Error::TypeMismatch {
                 column: column.to_string(),
                 expected: data_type.to_string(),
-                found: format!("{value} (JSON {})", if value.is_array() { "array" } else { "object" }),
+                found: format!(
+                    "{value} (JSON {})",
+                    if value.is_array() { "array" } else { "object" }
+                ),
                 position: position.clone(),
             });
         }
@@ -766,7 +787,13 @@ mod tests {
                 column, position, ..
             } => {
                 assert_eq!(column, "a");
-                assert_eq!(position, Position::Text { line: 1, column: 13 });
+                assert_eq!(
+                    position,
+                    Position::Text {
+                        line: 1,
+                        column: 13
+                    }
+                );
             }
             other => panic!("{other}"),
         }
@@ -803,7 +830,13 @@ mod tests {
     fn syntax_and_operator_errors() {
         let err = Predicate::parse("a = = 1", &schema()).unwrap_err();
         assert!(
-            matches!(err, Error::Syntax { position: Position::Text { line: 1, .. }, .. }),
+            matches!(
+                err,
+                Error::Syntax {
+                    position: Position::Text { line: 1, .. },
+                    ..
+                }
+            ),
             "{err:?}"
         );
         let err = Predicate::parse("b ~ 'x'", &schema()).unwrap_err();
@@ -839,7 +872,16 @@ mod tests {
         let dnf: Dnf = serde_json::from_str(r#"[[["a", "==", 1]], [["a", "==", "x"]]]"#).unwrap();
         let err = Predicate::from_dnf(&dnf, &schema()).unwrap_err();
         assert!(
-            matches!(&err, Error::TypeMismatch { position: Position::Dnf { conjunction: 1, term: 0 }, .. }),
+            matches!(
+                &err,
+                Error::TypeMismatch {
+                    position: Position::Dnf {
+                        conjunction: 1,
+                        term: 0
+                    },
+                    ..
+                }
+            ),
             "{err:?}"
         );
         let dnf: Dnf = serde_json::from_str(r#"[[["nope", "==", 1]]]"#).unwrap();

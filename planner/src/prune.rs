@@ -93,17 +93,23 @@ impl Steps {
 
     fn finish(self) -> Vec<PruneStep> {
         use PruneStepKind as K;
-        [K::Segments, K::Partitions, K::Buckets, K::Indices, K::Statistics]
-            .into_iter()
-            .zip(self.0)
-            .map(|(step, (before, after))| PruneStep {
-                step,
-                files_before: before.files,
-                bytes_before: before.bytes,
-                files_after: after.files,
-                bytes_after: after.bytes,
-            })
-            .collect()
+        [
+            K::Segments,
+            K::Partitions,
+            K::Buckets,
+            K::Indices,
+            K::Statistics,
+        ]
+        .into_iter()
+        .zip(self.0)
+        .map(|(step, (before, after))| PruneStep {
+            step,
+            files_before: before.files,
+            bytes_before: before.bytes,
+            files_after: after.files,
+            bytes_after: after.bytes,
+        })
+        .collect()
     }
 }
 
@@ -161,13 +167,15 @@ pub async fn prune(dataset: &Dataset, predicate: Option<&Predicate>) -> Result<P
         if let Some(p) = &pruner {
             let sizes = list.size_bytes();
             let count = |keep: &[bool]| {
-                keep.iter().enumerate().fold(Counter::default(), |mut c, (i, k)| {
-                    if *k {
-                        c.files += 1;
-                        c.bytes += sizes.value(i);
-                    }
-                    c
-                })
+                keep.iter()
+                    .enumerate()
+                    .fold(Counter::default(), |mut c, (i, k)| {
+                        if *k {
+                            c.files += 1;
+                            c.bytes += sizes.value(i);
+                        }
+                        c
+                    })
             };
             let mut apply = |step: usize, mask: Vec<bool>, keep: &mut Vec<bool>| {
                 let before = count(keep);
@@ -220,9 +228,7 @@ fn index_mask(list: &FileList, index: Option<&IndexPaths>) -> Vec<bool> {
     };
     list.paths()
         .iter()
-        .map(|p| {
-            p.is_none_or(|p| index.matching.contains(p) || !index.covered.contains(p))
-        })
+        .map(|p| p.is_none_or(|p| index.matching.contains(p) || !index.covered.contains(p)))
         .collect()
 }
 

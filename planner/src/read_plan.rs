@@ -27,7 +27,9 @@ use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Expr, col, lit};
 use serde::{Deserialize, Serialize};
-use terrace_format::{DataFile, Dataset, Layout, partition_value_from_str, partition_value_to_string};
+use terrace_format::{
+    DataFile, Dataset, Layout, partition_value_from_str, partition_value_to_string,
+};
 
 use crate::error::{Error, Result};
 use crate::predicate::Predicate;
@@ -143,7 +145,10 @@ impl ReadTask {
 
     /// The task's files as [`DataFile`]s, for `terrace_format::read_data_files`.
     pub fn data_files(&self, schema: &Schema, layout: &Layout) -> Result<Vec<DataFile>> {
-        self.files.iter().map(|f| f.to_data_file(schema, layout)).collect()
+        self.files
+            .iter()
+            .map(|f| f.to_data_file(schema, layout))
+            .collect()
     }
 }
 
@@ -224,7 +229,10 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
             version: snapshot.version(),
             projection: options.projection.clone(),
             predicate: predicate.map(|p| p.sql().to_string()),
-            files: files.iter().map(TaskFile::from_data_file).collect::<Result<_>>()?,
+            files: files
+                .iter()
+                .map(TaskFile::from_data_file)
+                .collect::<Result<_>>()?,
         })
     };
 
@@ -296,7 +304,9 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
             for (value, files) in by_value {
                 let label = format!(
                     "{column}={}",
-                    value.as_deref().unwrap_or(terrace_format::NULL_PARTITION_MARKER)
+                    value
+                        .as_deref()
+                        .unwrap_or(terrace_format::NULL_PARTITION_MARKER)
                 );
                 tasks.push(task(label, predicate, &files)?);
             }
@@ -317,7 +327,11 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
             }
         } else {
             for file in &pruned.files {
-                tasks.push(task(file.path.clone(), predicate, std::slice::from_ref(file))?);
+                tasks.push(task(
+                    file.path.clone(),
+                    predicate,
+                    std::slice::from_ref(file),
+                )?);
             }
         }
         (pruned.steps, predicate.map(|p| p.sql().to_string()))
@@ -338,13 +352,21 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
 fn region_groups(rs: &RegionSample, schema: &Schema) -> Result<Vec<Predicate>> {
     let contig_type = schema
         .field_with_name(&rs.contig_column)
-        .map_err(|_| Error::invalid("contig column", format!("unknown column {:?}", rs.contig_column)))?
+        .map_err(|_| {
+            Error::invalid(
+                "contig column",
+                format!("unknown column {:?}", rs.contig_column),
+            )
+        })?
         .data_type()
         .clone();
     let position_type = schema
         .field_with_name(&rs.position_column)
         .map_err(|_| {
-            Error::invalid("position column", format!("unknown column {:?}", rs.position_column))
+            Error::invalid(
+                "position column",
+                format!("unknown column {:?}", rs.position_column),
+            )
         })?
         .data_type()
         .clone();
@@ -366,9 +388,21 @@ fn region_groups(rs: &RegionSample, schema: &Schema) -> Result<Vec<Predicate>> {
     for group in split_regions(&merged, rs.region_partitions) {
         let mut expr: Option<Expr> = None;
         for region in group {
-            let contig = typed(ScalarValue::Utf8(Some(region.contig.clone())), &contig_type, "a contig")?;
-            let start = typed(ScalarValue::Int64(Some(region.start)), &position_type, "a start")?;
-            let end = typed(ScalarValue::Int64(Some(region.end)), &position_type, "an end")?;
+            let contig = typed(
+                ScalarValue::Utf8(Some(region.contig.clone())),
+                &contig_type,
+                "a contig",
+            )?;
+            let start = typed(
+                ScalarValue::Int64(Some(region.start)),
+                &position_type,
+                "a start",
+            )?;
+            let end = typed(
+                ScalarValue::Int64(Some(region.end)),
+                &position_type,
+                "an end",
+            )?;
             let one = col(rs.contig_column.as_str())
                 .eq(lit(contig))
                 .and(col(rs.position_column.as_str()).gt_eq(lit(start)))
@@ -393,11 +427,22 @@ fn sample_groups(
     layout: &Layout,
 ) -> Result<Vec<Option<Predicate>>> {
     let field = schema.field_with_name(&rs.sample_column).map_err(|_| {
-        Error::invalid("sample column", format!("unknown column {:?}", rs.sample_column))
+        Error::invalid(
+            "sample column",
+            format!("unknown column {:?}", rs.sample_column),
+        )
     })?;
     let mut known: Vec<ScalarValue> = Vec::new();
-    if let Some(i) = layout.partition_on.iter().position(|c| c == &rs.sample_column) {
-        known.extend(files.iter().filter_map(|f| f.partition_values.get(i).cloned()));
+    if let Some(i) = layout
+        .partition_on
+        .iter()
+        .position(|c| c == &rs.sample_column)
+    {
+        known.extend(
+            files
+                .iter()
+                .filter_map(|f| f.partition_values.get(i).cloned()),
+        );
     } else {
         for f in files {
             if let Some(stats) = f.column_stats.get(&rs.sample_column) {
@@ -425,7 +470,9 @@ fn sample_groups(
     for k in 0..=bounds.len() {
         let expr = match (k.checked_sub(1).and_then(|i| bounds.get(i)), bounds.get(k)) {
             (None, Some(hi)) => column().lt(lit(hi.clone())).or(column().is_null()),
-            (Some(lo), Some(hi)) => column().gt_eq(lit(lo.clone())).and(column().lt(lit(hi.clone()))),
+            (Some(lo), Some(hi)) => column()
+                .gt_eq(lit(lo.clone()))
+                .and(column().lt(lit(hi.clone()))),
             (Some(lo), None) => column().gt_eq(lit(lo.clone())),
             (None, None) => return Ok(vec![None]),
         };
@@ -459,7 +506,11 @@ pub(crate) struct DataFileStatistics<'a> {
 }
 
 impl DataFileStatistics<'_> {
-    fn values(&self, column: &str, pick: impl Fn(&DataFile) -> Option<ScalarValue>) -> Option<ArrayRef> {
+    fn values(
+        &self,
+        column: &str,
+        pick: impl Fn(&DataFile) -> Option<ScalarValue>,
+    ) -> Option<ArrayRef> {
         let values: Vec<ScalarValue> = self.files.iter().map(pick).collect::<Option<_>>()?;
         if values.is_empty() {
             return None;

@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn bed_lines() {
         let text = "browser x\ntrack y\n#c\nchr1 5 9\r\nchr1\t1\t3\tfoo\n";
-        assert_eq!(parse_bed(text).unwrap(), vec![r("chr1", 5, 9), r("chr1", 1, 3)]);
+        assert_eq!(
+            parse_bed(text).unwrap(),
+            vec![r("chr1", 5, 9), r("chr1", 1, 3)]
+        );
         let err = parse_bed("chr1\t1\t3\nchr1\tx\t4\n").unwrap_err();
         assert!(err.to_string().contains("regions line 2"), "{err}");
         let err = parse_bed("chr1\t9\t3\n").unwrap_err();
@@ -175,12 +178,17 @@ mod tests {
             r("chr1", 25, 27),
             r("chr1", 40, 40),
         ]);
-        assert_eq!(merged, vec![r("chr1", 1, 9), r("chr1", 20, 30), r("chr2", 0, 10)]);
+        assert_eq!(
+            merged,
+            vec![r("chr1", 1, 9), r("chr1", 20, 30), r("chr2", 0, 10)]
+        );
     }
 
     #[test]
     fn split_keeps_every_region_once() {
-        let regions: Vec<Region> = (0..10).map(|i| r("chr1", i * 100, i * 100 + 10 + i)).collect();
+        let regions: Vec<Region> = (0..10)
+            .map(|i| r("chr1", i * 100, i * 100 + 10 + i))
+            .collect();
         for groups in 1..13 {
             let split = split_regions(&regions, groups);
             assert_eq!(split.len(), groups.min(10));

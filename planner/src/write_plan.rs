@@ -172,7 +172,10 @@ impl WritePlan {
 
 /// The staging directory of a job, relative to the dataset root.
 pub fn staging_dir(job_id: &str) -> String {
-    format!("_terrace/staging/{}", terrace_format::encode_path_segment(job_id))
+    format!(
+        "_terrace/staging/{}",
+        terrace_format::encode_path_segment(job_id)
+    )
 }
 
 /// Where map task `map_index` writes its piece for one (partition, bucket), relative to
@@ -357,7 +360,10 @@ mod tests {
         )
         .unwrap();
         let kinds: Vec<StageKind> = plan.stages.iter().map(|s| s.kind).collect();
-        assert_eq!(kinds, vec![StageKind::Map, StageKind::Reduce, StageKind::Commit]);
+        assert_eq!(
+            kinds,
+            vec![StageKind::Map, StageKind::Reduce, StageKind::Commit]
+        );
         assert_eq!(plan.stages[1].tasks.len(), 4);
         assert_eq!(plan.stages[2].depends_on, Some(1));
         assert_eq!(plan.staging, "_terrace/staging/j2");

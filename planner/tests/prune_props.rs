@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use proptest::prelude::*;
 use terrace_format::{CreateOptions, Dataset, Layout, ScanRequest, WriterOptions, read_data_files};
-use terrace_planner::{Predicate, ReadOptions, Region, RegionSample, ReadTask, plan_read, prune};
+use terrace_planner::{Predicate, ReadOptions, ReadTask, Region, RegionSample, plan_read, prune};
 
 type Row = (Option<String>, i64, Option<i64>, Option<String>);
 
@@ -44,7 +44,11 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 async fn dataset(commits: &[Vec<Row>], partitioned: bool) -> Dataset {
     let name = format!("memory://props{}/ds", NEXT.fetch_add(1, Ordering::SeqCst));
     let layout = Layout {
-        partition_on: if partitioned { vec!["p".into()] } else { vec![] },
+        partition_on: if partitioned {
+            vec!["p".into()]
+        } else {
+            vec![]
+        },
         bucket_by: vec!["k".into()],
         num_buckets: Some(4),
     };
@@ -74,13 +78,19 @@ async fn dataset(commits: &[Vec<Row>], partitioned: bool) -> Dataset {
 }
 
 fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let text = arrow::util::pretty::pretty_format_batches(batches).unwrap().to_string();
-    let mut rows: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with('|'))
-        .skip(1)
-        .map(str::to_string)
-        .collect();
+    let options = arrow::util::display::FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for i in 0..batch.num_rows() {
+            let row: Vec<String> = formatters.iter().map(|f| f.value(i).to_string()).collect();
+            rows.push(row.join("|"));
+        }
+    }
     rows.sort();
     rows
 }
@@ -127,12 +137,18 @@ async fn read_tasks(ds: &Dataset, tasks: &[ReadTask]) -> Vec<String> {
             predicate: predicate.map(|p| p.expr().clone()),
             batch_size: 1024,
         };
-        let batches = read_data_files(ds.store(), ds.root().clone(), schema.clone(), layout, request)
-            .await
-            .unwrap()
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap();
+        let batches = read_data_files(
+            ds.store(),
+            ds.root().clone(),
+            schema.clone(),
+            layout,
+            request,
+        )
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
         rows.extend(lines(&batches));
     }
     rows.sort();
@@ -141,10 +157,16 @@ async fn read_tasks(ds: &Dataset, tasks: &[ReadTask]) -> Vec<String> {
 
 fn row() -> impl Strategy<Value = Row> {
     (
-        prop::option::weighted(0.9, prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from)),
+        prop::option::weighted(
+            0.9,
+            prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from),
+        ),
         0i64..12,
         prop::option::weighted(0.8, -5i64..30),
-        prop::option::weighted(0.8, prop::sample::select(vec!["x", "y", "z", "w"]).prop_map(String::from)),
+        prop::option::weighted(
+            0.8,
+            prop::sample::select(vec!["x", "y", "z", "w"]).prop_map(String::from),
+        ),
     )
 }
 
@@ -232,7 +254,11 @@ fn point_lookup_prunes_to_one_bucket_and_partition() {
         assert!(pruned.files.iter().all(|f| f.path.starts_with("p=a/")));
         // Buckets prune files within the partition.
         let buckets = &pruned.steps[2];
-        assert!(buckets.files_after < buckets.files_before, "{:?}", pruned.steps);
+        assert!(
+            buckets.files_after < buckets.files_before,
+            "{:?}",
+            pruned.steps
+        );
         // An index lookup on `s` keeps only files holding the value.
         let p = Predicate::parse("s = 'nope'", &ds.schema()).unwrap();
         let pruned = prune(&ds, Some(&p)).await.unwrap();
@@ -298,7 +324,14 @@ fn region_sample_tasks_cover_the_query_exactly_once() {
 fn dispatch_by_and_grouping() {
     runtime().block_on(async {
         let rows: Vec<Row> = (0..60)
-            .map(|i| (Some(["a", "b", "c"][i % 3].to_string()), (i % 8) as i64, Some(i as i64), None))
+            .map(|i| {
+                (
+                    Some(["a", "b", "c"][i % 3].to_string()),
+                    (i % 8) as i64,
+                    Some(i as i64),
+                    None,
+                )
+            })
             .collect();
         let ds = dataset(&[rows.clone(), rows], true).await;
         let plan = plan_read(

@@ -109,7 +109,19 @@ async fn pyarrow_reads_the_data_files_with_hive_partitioning() {
     assert!(paths.iter().all(|p| p.matches('/').count() == 2), "{paths:?}");
     let out = run_python(READ_WITH_PYARROW, &[&root, &serde_json::to_string(&paths).unwrap()]);
     let rows: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(sorted(rows), expected_rows());
+    // pyarrow compares with its null marker after percent-decoding, so it cannot tell
+    // the literal text "__HIVE_DEFAULT_PARTITION__" (written escaped) from a null; DuckDB
+    // (below) can. Every other value must come back exactly.
+    let expected: Vec<Value> = expected_rows()
+        .into_iter()
+        .map(|mut row| {
+            if row[1] == json!(terrace_format::NULL_PARTITION_MARKER) {
+                row[1] = Value::Null;
+            }
+            row
+        })
+        .collect();
+    assert_eq!(sorted(rows), expected);
 }
 
 #[tokio::test]
