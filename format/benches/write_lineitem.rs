@@ -57,15 +57,63 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "furiously", "sly", "careful", "blithely", "quickly", "fluffily", "slyly", "pending",
-    "ironic", "final", "regular", "express", "bold", "even", "special", "deposits",
-    "requests", "accounts", "packages", "theodolites", "instructions", "foxes", "pinto",
-    "beans", "asymptotes", "dependencies", "excuses", "platelets", "ideas", "across",
-    "among", "above", "after", "against", "along", "according", "to", "the", "haggle",
-    "nag", "wake", "sleep", "cajole", "integrate", "boost", "detect", "use", "are", "was",
+    "furiously",
+    "sly",
+    "careful",
+    "blithely",
+    "quickly",
+    "fluffily",
+    "slyly",
+    "pending",
+    "ironic",
+    "final",
+    "regular",
+    "express",
+    "bold",
+    "even",
+    "special",
+    "deposits",
+    "requests",
+    "accounts",
+    "packages",
+    "theodolites",
+    "instructions",
+    "foxes",
+    "pinto",
+    "beans",
+    "asymptotes",
+    "dependencies",
+    "excuses",
+    "platelets",
+    "ideas",
+    "across",
+    "among",
+    "above",
+    "after",
+    "against",
+    "along",
+    "according",
+    "to",
+    "the",
+    "haggle",
+    "nag",
+    "wake",
+    "sleep",
+    "cajole",
+    "integrate",
+    "boost",
+    "detect",
+    "use",
+    "are",
+    "was",
 ];
 const MODES: [&str; 7] = ["REG AIR", "AIR", "RAIL", "SHIP", "TRUCK", "MAIL", "FOB"];
-const INSTRUCT: [&str; 4] = ["DELIVER IN PERSON", "COLLECT COD", "NONE", "TAKE BACK RETURN"];
+const INSTRUCT: [&str; 4] = [
+    "DELIVER IN PERSON",
+    "COLLECT COD",
+    "NONE",
+    "TAKE BACK RETURN",
+];
 
 /// Generates lineitem rows order by order, like dbgen: 1-7 lines per order, sparse
 /// order keys (8 of every 32), dates from 1992 to 1998.
@@ -80,7 +128,14 @@ struct Generator {
 
 impl Generator {
     fn new(rows: usize) -> Self {
-        Self { rng: Rng(42), order: 0, line: 0, lines_in_order: 0, order_date: 0, left: rows }
+        Self {
+            rng: Rng(42),
+            order: 0,
+            line: 0,
+            lines_in_order: 0,
+            order_date: 0,
+            left: rows,
+        }
     }
 
     fn next_batch(&mut self) -> Option<RecordBatch> {
@@ -93,13 +148,23 @@ impl Generator {
         let mut partkey = Vec::with_capacity(n);
         let mut suppkey = Vec::with_capacity(n);
         let mut linenumber = Vec::with_capacity(n);
-        let (mut qty, mut price, mut disc, mut tax) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut qty, mut price, mut disc, mut tax) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         let (mut rflag, mut lstatus) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut ship, mut commit, mut receipt) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut instruct, mut mode, mut comment) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut ship, mut commit, mut receipt) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut instruct, mut mode, mut comment) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         let current = 10_591; // 1998-12-31 minus a bit, as dbgen's CURRENTDATE (1995-06-17 = 9298)
         let _ = current;
         for _ in 0..n {
@@ -127,7 +192,11 @@ impl Generator {
             commit.push(self.order_date + self.rng.range(30, 90) as i32);
             receipt.push(r);
             let shipped = r <= 9298;
-            rflag.push(if shipped { if self.rng.next() % 2 == 0 { "R" } else { "A" } } else { "N" });
+            rflag.push(if shipped {
+                if self.rng.next() % 2 == 0 { "R" } else { "A" }
+            } else {
+                "N"
+            });
             lstatus.push(if s > 9298 { "O" } else { "F" });
             instruct.push(INSTRUCT[(self.rng.next() % 4) as usize]);
             mode.push(MODES[(self.rng.next() % 7) as usize]);
@@ -143,7 +212,11 @@ impl Generator {
             comment.push(c);
         }
         let money = |v: Vec<i128>| -> ArrayRef {
-            Arc::new(Decimal128Array::from(v).with_precision_and_scale(15, 2).unwrap())
+            Arc::new(
+                Decimal128Array::from(v)
+                    .with_precision_and_scale(15, 2)
+                    .unwrap(),
+            )
         };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(orderkey)),
@@ -179,7 +252,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6_001_215);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     let started = Instant::now();
     let mut generator = Generator::new(rows);
@@ -197,9 +273,14 @@ fn main() {
     };
     let started = Instant::now();
     let files = runtime.block_on(async {
-        let mut writer =
-            DataFileWriter::new(store, Path::from("lineitem"), schema(), layout, WriterOptions::default())
-                .unwrap();
+        let mut writer = DataFileWriter::new(
+            store,
+            Path::from("lineitem"),
+            schema(),
+            layout,
+            WriterOptions::default(),
+        )
+        .unwrap();
         let mut generator = Generator::new(rows);
         while let Some(batch) = generator.next_batch() {
             writer.write(batch).await.unwrap();
@@ -211,10 +292,16 @@ fn main() {
     let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
     println!("rows            {rows}");
     println!("files           {}", files.len());
-    println!("bytes           {bytes} ({:.1} MiB)", bytes as f64 / 1048576.0);
+    println!(
+        "bytes           {bytes} ({:.1} MiB)",
+        bytes as f64 / 1048576.0
+    );
     println!("generate        {generate:.2} s (measured alone)");
     println!("generate+write  {total:.2} s");
-    println!("write           {write:.2} s = {:.0} rows/s", rows as f64 / write);
+    println!(
+        "write           {write:.2} s = {:.0} rows/s",
+        rows as f64 / write
+    );
     if let Some(rss) = peak_rss_mib() {
         println!("peak RSS        {rss:.0} MiB");
     }

@@ -89,7 +89,9 @@ pub async fn read_data_files(
                 .map_err(|_| unknown_column("partition", name, &schema))
         })
         .collect::<Result<_>>()?;
-    let table = TableSchema::new(file_schema(&schema, &layout.partition_on), partition_fields);
+    let table = TableSchema::builder(file_schema(&schema, &layout.partition_on))
+        .with_table_partition_cols(partition_fields)
+        .build();
     // DataFusion orders the scan's columns as file columns, then partition columns.
     let table_arrow = Arc::clone(table.table_schema());
 
@@ -124,7 +126,8 @@ pub async fn read_data_files(
     ctx.runtime_env()
         .register_object_store(url.as_ref(), Arc::clone(&store));
 
-    let table_df = DFSchema::try_from(table_arrow.as_ref().clone()).map_err(df("typing the scan"))?;
+    let table_df =
+        DFSchema::try_from(table_arrow.as_ref().clone()).map_err(df("typing the scan"))?;
     let scan_predicate = request
         .predicate
         .clone()
@@ -237,5 +240,126 @@ fn unknown_column(role: &'static str, name: &str, schema: &arrow::datatypes::Sch
             .map(|f| f.name().as_str())
             .collect::<Vec<_>>()
             .join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::WriterOptions;
+    use crate::writer::tests::{Row, layout, rows, schema, to_rows, write_rows};
+    use datafusion::prelude::{col, lit};
+    use object_store::memory::InMemory;
+
+    async fn scan(
+        store: Arc<dyn ObjectStore>,
+        files: Vec<DataFile>,
+        predicate: Option<Expr>,
+        projection: Option<Vec<String>>,
+    ) -> Vec<RecordBatch> {
+        let request = ScanRequest {
+            files,
+            projection,
+            predicate,
+            batch_size: 1_000,
+        };
+        read_data_files(store, Path::from("t"), schema(), &layout(), request)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    async fn dataset() -> (Arc<dyn ObjectStore>, Vec<DataFile>, Vec<Row>) {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let rows = rows(0, 20_000);
+        let options = WriterOptions {
+            row_group_rows: 300,
+            ..WriterOptions::default()
+        };
+        let (files, _) =
+            write_rows(Arc::clone(&store), &Path::from("t"), &rows, 4_000, options).await;
+        (store, files, rows)
+    }
+
+    #[tokio::test]
+    async fn predicate_on_data_and_partition_columns_matches_brute_force() {
+        let (store, files, rows) = dataset().await;
+        let cases: Vec<(Expr, Box<dyn Fn(&Row) -> bool>)> = vec![
+            (
+                col("v").gt(lit(50.0)),
+                Box::new(|r| r.v.is_some_and(|v| v > 50.0)),
+            ),
+            (
+                col("p1").eq(lit("x/y")),
+                Box::new(|r| r.p1.as_deref() == Some("x/y")),
+            ),
+            (col("p2").is_null(), Box::new(|r| r.p2.is_none())),
+            (
+                col("p1")
+                    .eq(lit("with space"))
+                    .and(col("id").lt(lit(5_000i64))),
+                Box::new(|r| r.p1.as_deref() == Some("with space") && r.id < 5_000),
+            ),
+            // Int32 column against an Int64 literal: coerced, not refused.
+            (
+                col("p2").eq(lit(-2i64)).or(col("s").eq(lit("s5"))),
+                Box::new(|r| r.p2 == Some(-2) || r.s.as_deref() == Some("s5")),
+            ),
+            (
+                col("id").between(lit(100i64), lit(180i64)),
+                Box::new(|r| (100..=180).contains(&r.id)),
+            ),
+        ];
+        for (predicate, keep) in cases {
+            let expected: Vec<Row> = rows.iter().filter(|r| keep(r)).cloned().collect();
+            assert!(!expected.is_empty());
+            let got = scan(
+                Arc::clone(&store),
+                files.clone(),
+                Some(predicate.clone()),
+                None,
+            )
+            .await;
+            assert_eq!(to_rows(&got), expected, "{predicate}");
+        }
+    }
+
+    #[tokio::test]
+    async fn projection_orders_columns_and_predicate_columns_need_not_be_projected() {
+        let (store, files, rows) = dataset().await;
+        let got = scan(
+            store,
+            files,
+            Some(col("p1").is_null().and(col("v").lt_eq(lit(10.0)))),
+            Some(vec!["s".into(), "p2".into(), "id".into()]),
+        )
+        .await;
+        let names: Vec<String> = got[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["s", "p2", "id"]);
+        let n: usize = got.iter().map(|b| b.num_rows()).sum();
+        assert!(got.iter().all(|b| b.num_rows() <= 1_000));
+        let expected = rows
+            .iter()
+            .filter(|r| r.p1.is_none() && r.v.is_some_and(|v| v <= 10.0))
+            .count();
+        assert_eq!(n, expected);
+    }
+
+    #[tokio::test]
+    async fn unknown_columns_are_refused() {
+        let (store, files, _) = dataset().await;
+        let request = ScanRequest {
+            predicate: Some(col("nope").eq(lit(1))),
+            ..ScanRequest::new(files)
+        };
+        let result = read_data_files(store, Path::from("t"), schema(), &layout(), request).await;
+        assert!(matches!(result, Err(Error::UnknownColumn { column, .. }) if column == "nope"));
     }
 }

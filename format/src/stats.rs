@@ -60,8 +60,14 @@ pub(crate) fn file_column_stats(
             (
                 reduce(&mins, &null_counts, &rows_per_group, Ordering::Less, path)?
                     .unwrap_or_else(|| unknown.clone()),
-                reduce(&maxes, &null_counts, &rows_per_group, Ordering::Greater, path)?
-                    .unwrap_or_else(|| unknown.clone()),
+                reduce(
+                    &maxes,
+                    &null_counts,
+                    &rows_per_group,
+                    Ordering::Greater,
+                    path,
+                )?
+                .unwrap_or_else(|| unknown.clone()),
             )
         } else {
             (unknown.clone(), unknown)

@@ -37,13 +37,13 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use bytes::{Bytes, BytesMut};
 use datafusion::common::{HashMap, HashSet, ScalarValue};
-use std::collections::HashMap as StdHashMap;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use rayon::prelude::*;
+use std::collections::HashMap as StdHashMap;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -153,7 +153,8 @@ struct State {
     closed: Vec<DataFile>,
     new_uploads: Vec<(Path, JoinHandle<Result<()>>)>,
     peak: usize,
-    current: usize,
+    /// Bytes held by open files (without parts in flight) after the last step.
+    open_bytes: usize,
 }
 
 /// (canonical partition-value bytes, bucket).
@@ -214,11 +215,13 @@ impl DataFileWriter {
             schema.metadata().clone(),
         ));
         let file_index_of = |role: &'static str, name: &str| {
-            file_schema.index_of(name).map_err(|_| Error::UnknownColumn {
-                role,
-                column: name.to_string(),
-                available: column_list(&file_schema),
-            })
+            file_schema
+                .index_of(name)
+                .map_err(|_| Error::UnknownColumn {
+                    role,
+                    column: name.to_string(),
+                    available: column_list(&file_schema),
+                })
         };
         let sort_idx = options
             .sort_by
@@ -298,13 +301,22 @@ impl DataFileWriter {
             return Ok(());
         }
         self.step(move |plan, state| ingest(plan, state, &batch))
-            .await
+            .await?;
+        // Parts already handed to uploads still occupy memory; wait for the store to take
+        // them rather than accept more rows while over budget.
+        while self.buffered_bytes() > self.plan.options.memory_budget
+            && self.plan.in_flight.load(Ordering::Relaxed) > 0
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        Ok(())
     }
 
-    /// Bytes the writer holds right now (encoder buffers, pending rows, unsent and
-    /// in-flight upload parts), as of the end of the last call.
+    /// Bytes the writer holds right now: encoder buffers, pending rows and unsent bytes
+    /// (as of the end of the last call) plus upload parts in flight.
     pub fn buffered_bytes(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| s.current)
+        self.state.as_ref().map_or(0, |s| s.open_bytes)
+            + self.plan.in_flight.load(Ordering::Relaxed)
     }
 
     /// The most bytes the writer held at any point so far (measured after each batch is
@@ -372,8 +384,7 @@ impl DataFileWriter {
         let plan = Arc::clone(&self.plan);
         let joined = tokio::task::spawn_blocking(move || {
             let result = f(&plan, &mut state);
-            let in_flight = plan.in_flight.load(Ordering::Relaxed);
-            state.current = state.open.values().map(OpenFile::memory).sum::<usize>() + in_flight;
+            state.open_bytes = state.open.values().map(OpenFile::memory).sum::<usize>();
             (state, result)
         })
         .await;
@@ -519,8 +530,8 @@ fn enforce_budget(plan: &Plan, state: &mut State) -> Result<()> {
         .iter()
         .map(|(k, f)| (f.memory(), k.clone()))
         .collect();
-    let mut total: usize = by_unsent.iter().map(|(m, _)| m).sum::<usize>()
-        + plan.in_flight.load(Ordering::Relaxed);
+    let mut total: usize =
+        by_unsent.iter().map(|(m, _)| m).sum::<usize>() + plan.in_flight.load(Ordering::Relaxed);
     if total <= budget {
         return Ok(());
     }
@@ -678,8 +689,12 @@ fn open_file(
         written: 0,
         in_flight: Arc::clone(&plan.in_flight),
     };
-    let writer = ArrowWriter::try_new(sink, Arc::clone(&plan.file_schema), Some(plan.props.clone()))
-        .map_err(|e| Error::parquet(&location, e))?;
+    let writer = ArrowWriter::try_new(
+        sink,
+        Arc::clone(&plan.file_schema),
+        Some(plan.props.clone()),
+    )
+    .map_err(|e| Error::parquet(&location, e))?;
     let file = OpenFile {
         partition_values,
         bucket,
@@ -782,10 +797,7 @@ impl OpenFile {
     fn close(mut self, plan: &Plan) -> Result<DataFile> {
         self.encode_pending(plan)?;
         let path = self.rel_path.clone();
-        let metadata = self
-            .writer
-            .finish()
-            .map_err(|e| Error::parquet(&path, e))?;
+        let metadata = self.writer.finish().map_err(|e| Error::parquet(&path, e))?;
         let sink = self.writer.inner_mut();
         sink.finish().map_err(|e| Error::parquet(&path, e.into()))?;
         let size_bytes = sink.written;
@@ -1140,7 +1152,11 @@ pub(crate) mod tests {
         (writer.finish().await.unwrap(), peak)
     }
 
-    async fn file_batches(store: &dyn ObjectStore, root: &Path, file: &DataFile) -> Vec<RecordBatch> {
+    async fn file_batches(
+        store: &dyn ObjectStore,
+        root: &Path,
+        file: &DataFile,
+    ) -> Vec<RecordBatch> {
         let location = object_path(root, &file.path).unwrap();
         let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
         assert_eq!(bytes.len() as u64, file.size_bytes, "size of {}", file.path);
@@ -1161,18 +1177,34 @@ pub(crate) mod tests {
             let n: usize = batches.iter().map(|b| b.num_rows()).sum();
             assert_eq!(n as u64, file.num_rows, "{}", file.path);
             let dir = partition_path(&layout().partition_on, &file.partition_values).unwrap();
-            assert!(file.path.starts_with(&format!("{dir}/")), "{} not under {dir}", file.path);
+            assert!(
+                file.path.starts_with(&format!("{dir}/")),
+                "{} not under {dir}",
+                file.path
+            );
             for b in &batches {
                 assert_eq!(
-                    b.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+                    b.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>(),
                     ["id", "v", "s"],
                     "partition columns must not be stored"
                 );
                 let buckets = bucket_ids(&[b.column(0).clone()], 4).unwrap();
-                assert!(buckets.iter().all(|x| Some(*x) == file.bucket), "{}", file.path);
+                assert!(
+                    buckets.iter().all(|x| Some(*x) == file.bucket),
+                    "{}",
+                    file.path
+                );
                 // Add the partition columns back from the file's values.
-                let p1 = file.partition_values[0].to_array_of_size(b.num_rows()).unwrap();
-                let p2 = file.partition_values[1].to_array_of_size(b.num_rows()).unwrap();
+                let p1 = file.partition_values[0]
+                    .to_array_of_size(b.num_rows())
+                    .unwrap();
+                let p2 = file.partition_values[1]
+                    .to_array_of_size(b.num_rows())
+                    .unwrap();
                 let mut columns = vec![p1, p2];
                 columns.extend(b.columns().iter().cloned());
                 seen.extend(to_rows(&[RecordBatch::try_new(schema(), columns).unwrap()]));
@@ -1193,8 +1225,14 @@ pub(crate) mod tests {
                     continue;
                 }
                 let value = ScalarValue::try_from_array(column, i).unwrap();
-                assert!(!stats.min.is_null() && !stats.max.is_null(), "{name}: unknown bounds");
-                assert!(stats.min <= value && value <= stats.max, "{name}: {value} outside");
+                assert!(
+                    !stats.min.is_null() && !stats.max.is_null(),
+                    "{name}: unknown bounds"
+                );
+                assert!(
+                    stats.min <= value && value <= stats.max,
+                    "{name}: {value} outside"
+                );
             }
         }
         assert_eq!(
@@ -1218,15 +1256,9 @@ pub(crate) mod tests {
         assert_eq!(files.len(), 72);
         check_files(store.as_ref(), &root, &files, &rows).await;
 
-        let stream = read_data_files(
-            store,
-            root,
-            schema(),
-            &layout(),
-            ScanRequest::new(files),
-        )
-        .await
-        .unwrap();
+        let stream = read_data_files(store, root, schema(), &layout(), ScanRequest::new(files))
+            .await
+            .unwrap();
         let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
         assert_eq!(batches[0].schema().fields().len(), 5);
         assert_eq!(batches[0].schema().field(0).name(), "p1");
@@ -1266,9 +1298,14 @@ pub(crate) mod tests {
             upload_part_size: 32 * 1024,
             ..WriterOptions::default()
         };
-        let mut writer =
-            DataFileWriter::new(Arc::clone(&store), Path::from("t"), schema.clone(), layout, options)
-                .unwrap();
+        let mut writer = DataFileWriter::new(
+            Arc::clone(&store),
+            Path::from("t"),
+            schema.clone(),
+            layout,
+            options,
+        )
+        .unwrap();
         let mut max_batch = 0;
         let n_batches = 60;
         let batch_rows = 4_000;
@@ -1276,12 +1313,18 @@ pub(crate) mod tests {
             let ids = (b * batch_rows..(b + 1) * batch_rows).map(|i| i as i64);
             // Poorly compressible payloads so encoded bytes are substantial.
             let payload = ids.clone().map(|i| {
-                format!("{:016x}{:016x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)
+                format!(
+                    "{:016x}{:016x}",
+                    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    i
+                )
             });
             let batch = RecordBatch::try_new(
                 schema.clone(),
                 vec![
-                    Arc::new(Int32Array::from_iter_values(ids.clone().map(|i| (i % 40) as i32))),
+                    Arc::new(Int32Array::from_iter_values(
+                        ids.clone().map(|i| (i % 40) as i32),
+                    )),
                     Arc::new(Int64Array::from_iter_values(ids)),
                     Arc::new(StringArray::from_iter_values(payload)),
                 ],
@@ -1289,12 +1332,22 @@ pub(crate) mod tests {
             .unwrap();
             max_batch = max_batch.max(batch.get_array_memory_size());
             writer.write(batch).await.unwrap();
-            assert!(writer.buffered_bytes() <= budget, "{} after enforcing", writer.buffered_bytes());
+            assert!(
+                writer.buffered_bytes() <= budget,
+                "{} after enforcing",
+                writer.buffered_bytes()
+            );
         }
         let peak = writer.peak_buffered_bytes();
         let files = writer.finish().await.unwrap();
-        assert!(peak > budget / 2, "the test should stress the budget (peak {peak})");
-        assert!(peak <= budget + max_batch, "peak {peak} > budget {budget} + batch {max_batch}");
+        assert!(
+            peak > budget / 2,
+            "the test should stress the budget (peak {peak})"
+        );
+        assert!(
+            peak <= budget + max_batch,
+            "peak {peak} > budget {budget} + batch {max_batch}"
+        );
         assert_eq!(
             files.iter().map(|f| f.num_rows).sum::<u64>(),
             (n_batches * batch_rows) as u64
@@ -1311,16 +1364,20 @@ pub(crate) mod tests {
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
             row_groups += reader.metadata().num_row_groups();
         }
-        assert!(row_groups > files.len(), "{row_groups} row groups in {} files", files.len());
+        assert!(
+            row_groups > files.len(),
+            "{row_groups} row groups in {} files",
+            files.len()
+        );
     }
 
     #[tokio::test]
     async fn rolls_to_new_files_past_target_size() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let rows = rows(0, 30_000);
+        let rows = rows(0, 120_000);
         let options = WriterOptions {
-            target_file_size: 64 * 1024,
-            row_group_rows: 2_000,
+            target_file_size: 16 * 1024,
+            row_group_rows: 1_000,
             ..WriterOptions::default()
         };
         let mut writer = DataFileWriter::new(
@@ -1334,7 +1391,7 @@ pub(crate) mod tests {
             options,
         )
         .unwrap();
-        for chunk in rows.chunks(3_000) {
+        for chunk in rows.chunks(10_000) {
             writer.write(batch(chunk)).await.unwrap();
         }
         let files = writer.finish().await.unwrap();
@@ -1343,11 +1400,20 @@ pub(crate) mod tests {
             .map(|f| f.path.rsplit_once('/').unwrap().0.to_string())
             .collect();
         assert_eq!(partitions.len(), 18);
-        assert!(files.len() > 2 * partitions.len(), "only {} files", files.len());
+        assert!(
+            files.len() > 2 * partitions.len(),
+            "only {} files",
+            files.len()
+        );
         assert!(files.iter().all(|f| f.bucket.is_none()));
-        assert_eq!(files.iter().map(|f| f.num_rows).sum::<u64>(), 30_000);
+        assert_eq!(files.iter().map(|f| f.num_rows).sum::<u64>(), 120_000);
         for file in &files {
-            assert!(file.size_bytes < 3 * 64 * 1024, "{} is {} bytes", file.path, file.size_bytes);
+            assert!(
+                file.size_bytes < 3 * 16 * 1024,
+                "{} is {} bytes",
+                file.path,
+                file.size_bytes
+            );
         }
     }
 
@@ -1361,21 +1427,31 @@ pub(crate) mod tests {
             row_group_rows: 500,
             ..WriterOptions::default()
         };
-        let (files, _) = write_rows(Arc::clone(&store), &Path::from("t"), &rows, 700, options).await;
+        let (files, _) =
+            write_rows(Arc::clone(&store), &Path::from("t"), &rows, 700, options).await;
         for file in &files {
             let batches = file_batches(store.as_ref(), &Path::from("t"), file).await;
             let all = concat_batches(&batches[0].schema(), &batches).unwrap();
-            let s = all.column(2).as_any().downcast_ref::<StringArray>().unwrap();
+            let s = all
+                .column(2)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
             let mut distinct: Vec<Option<&str>> = s.iter().collect();
             distinct.sort();
             distinct.dedup();
-            let index = file.index_values["s"].as_any().downcast_ref::<StringArray>().unwrap();
+            let index = file.index_values["s"]
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
             assert_eq!(index.iter().collect::<Vec<_>>(), distinct, "{}", file.path);
             // Each row group (500 rows at most) is sorted.
             let mut start = 0;
             while start < s.len() {
                 let end = (start + 500).min(s.len());
-                let group: Vec<Option<&str>> = (start..end).map(|i| s.is_valid(i).then(|| s.value(i))).collect();
+                let group: Vec<Option<&str>> = (start..end)
+                    .map(|i| s.is_valid(i).then(|| s.value(i)))
+                    .collect();
                 let mut sorted = group.clone();
                 sorted.sort();
                 if group != sorted {
@@ -1390,13 +1466,18 @@ pub(crate) mod tests {
                             .unwrap(),
                     )
                     .unwrap();
-                    let sizes: Vec<i64> =
-                        reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+                    let sizes: Vec<i64> = reader
+                        .metadata()
+                        .row_groups()
+                        .iter()
+                        .map(|g| g.num_rows())
+                        .collect();
                     let mut at = 0usize;
                     for n in sizes {
                         let n = n as usize;
-                        let g: Vec<Option<&str>> =
-                            (at..at + n).map(|i| s.is_valid(i).then(|| s.value(i))).collect();
+                        let g: Vec<Option<&str>> = (at..at + n)
+                            .map(|i| s.is_valid(i).then(|| s.value(i)))
+                            .collect();
                         let mut sorted = g.clone();
                         sorted.sort();
                         assert_eq!(g, sorted, "row group at {at} of {}", file.path);
@@ -1432,7 +1513,11 @@ pub(crate) mod tests {
             writer.write(wrong).await,
             Err(Error::ColumnMissing { column, .. }) if column == "p1"
         ));
-        let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields[3] = Field::new("v", DataType::Int64, true);
         let typed = RecordBatch::try_new(
             Arc::new(Schema::new(fields)),

@@ -326,10 +326,10 @@ impl Worker {
             let extra = (batch as usize).min(concurrency) - low_water;
             if extra > 0 {
                 let free = slots.available_permits().min(extra);
-                if free > 0 {
-                    if let Ok(more) = slots.clone().try_acquire_many_owned(free as u32) {
-                        permits.merge(more);
-                    }
+                if free > 0
+                    && let Ok(more) = slots.clone().try_acquire_many_owned(free as u32)
+                {
+                    permits.merge(more);
                 }
             }
             let want = permits.num_permits() as u32;

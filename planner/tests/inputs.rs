@@ -58,7 +58,9 @@ async fn csv_glob_infer_split_read() {
 async fn csv_bad_row_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "bad.csv", "origin,n\nJFK,1\nLGA,2\nEWR,oops\n");
-    let files = list_inputs(&[path.clone()], None).await.unwrap();
+    let files = list_inputs(std::slice::from_ref(&path), None)
+        .await
+        .unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new("origin", DataType::Utf8, true),
         Field::new("n", DataType::Int64, true),

@@ -345,6 +345,10 @@ fn dispatch_by_and_grouping() {
         .unwrap();
         let labels: Vec<&str> = plan.tasks.iter().map(|t| t.label.as_str()).collect();
         assert_eq!(labels, vec!["p=a", "p=b", "p=c"]);
+        for task in &plan.tasks {
+            let json = serde_json::to_string(task).unwrap();
+            assert_eq!(&serde_json::from_str::<ReadTask>(&json).unwrap(), task);
+        }
         let total: usize = plan.tasks.iter().map(|t| t.files.len()).sum();
         assert_eq!(total as u64, ds.current().num_files());
         let plan = plan_read(

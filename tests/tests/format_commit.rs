@@ -224,3 +224,37 @@ async fn an_idempotency_key_commits_once() {
     assert_eq!(versions, vec![(1, None), (1, Some(1))]);
     assert_eq!(read_rows(&Dataset::open(&location).await.unwrap()).await.len(), 3);
 }
+
+#[tokio::test]
+async fn added_nullable_columns_read_as_null_in_older_files() {
+    let location = format!("memory://{}/lake", uuid::Uuid::new_v4());
+    let dataset = Dataset::create(&location, schema(), layout()).await.unwrap();
+    let dataset = append(&dataset, batch(1, 0, 2)).await;
+
+    let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("note", DataType::Utf8, true));
+    let evolved = Arc::new(Schema::new(fields));
+    let accepted = terrace_format::reconcile(
+        &dataset.schema(),
+        &evolved,
+        terrace_format::SchemaEvolution::AddColumns,
+    )
+    .unwrap();
+    assert_eq!(accepted.fields().len(), 4);
+    let base = batch(2, 0, 1);
+    let mut columns = base.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![Some("new")])));
+    let evolved_batch = RecordBatch::try_new(evolved.clone(), columns).unwrap();
+    let mut writer = dataset
+        .writer_with_schema(evolved.clone(), WriterOptions::default())
+        .unwrap();
+    writer.write(evolved_batch).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    let committed = dataset.append(files).with_schema(evolved).commit().await.unwrap();
+    assert_eq!(committed.schema().fields().len(), 4);
+
+    let reopened = Dataset::open(&location).await.unwrap();
+    let rows = read_rows(&reopened).await;
+    // Columns sorted by name: note|row|seq|writer.
+    assert_eq!(rows, vec!["NULL|0|0|w/1", "NULL|1|0|w/1", "new|0|0|w/2"]);
+}

@@ -540,7 +540,7 @@ mod tests {
         let ints: ArrayRef = Arc::new(Int32Array::from(vec![1, 2]));
         let short: ArrayRef = Arc::new(Int32Array::from(vec![1]));
         assert!(matches!(
-            bucket_ids(&[ints.clone()], 0),
+            bucket_ids(std::slice::from_ref(&ints), 0),
             Err(Error::InvalidLayout { .. })
         ));
         assert!(matches!(
