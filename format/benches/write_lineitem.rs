@@ -165,8 +165,6 @@ impl Generator {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        let current = 10_591; // 1998-12-31 minus a bit, as dbgen's CURRENTDATE (1995-06-17 = 9298)
-        let _ = current;
         for _ in 0..n {
             if self.line == self.lines_in_order {
                 self.order += 1;
@@ -191,9 +189,14 @@ impl Generator {
             ship.push(s);
             commit.push(self.order_date + self.rng.range(30, 90) as i32);
             receipt.push(r);
+            // 9298 = 1995-06-17, dbgen's CURRENTDATE: returned / open lines are decided by it.
             let shipped = r <= 9298;
             rflag.push(if shipped {
-                if self.rng.next() % 2 == 0 { "R" } else { "A" }
+                if self.rng.next().is_multiple_of(2) {
+                    "R"
+                } else {
+                    "A"
+                }
             } else {
                 "N"
             });

@@ -286,7 +286,8 @@ mod tests {
     #[tokio::test]
     async fn predicate_on_data_and_partition_columns_matches_brute_force() {
         let (store, files, rows) = dataset().await;
-        let cases: Vec<(Expr, Box<dyn Fn(&Row) -> bool>)> = vec![
+        type Keep = Box<dyn Fn(&Row) -> bool>;
+        let cases: Vec<(Expr, Keep)> = vec![
             (
                 col("v").gt(lit(50.0)),
                 Box::new(|r| r.v.is_some_and(|v| v > 50.0)),

@@ -108,7 +108,7 @@ pub struct DataFileWriter {
     /// `None` only while a blocking step owns it (or after a step panicked).
     state: Option<Box<State>>,
     /// Upload tasks of every file opened so far, with the object they write.
-    uploads: Vec<(Path, JoinHandle<Result<()>>)>,
+    uploads: Vec<Upload>,
 }
 
 impl std::fmt::Debug for DataFileWriter {
@@ -151,11 +151,14 @@ struct State {
     /// std's map, for rayon's parallel iteration over the open files.
     open: StdHashMap<GroupKey, OpenFile>,
     closed: Vec<DataFile>,
-    new_uploads: Vec<(Path, JoinHandle<Result<()>>)>,
+    new_uploads: Vec<Upload>,
     peak: usize,
     /// Bytes held by open files (without parts in flight) after the last step.
     open_bytes: usize,
 }
+
+/// An upload task and the object it writes.
+type Upload = (Path, JoinHandle<Result<()>>);
 
 /// (canonical partition-value bytes, bucket).
 type GroupKey = (Box<[u8]>, Option<u32>);
@@ -506,7 +509,7 @@ fn enforce_budget(plan: &Plan, state: &mut State) -> Result<()> {
         .iter()
         .map(|(k, f)| (f.memory(), k.clone()))
         .collect();
-    sizes.sort_by(|a, b| b.0.cmp(&a.0));
+    sizes.sort_by_key(|s| std::cmp::Reverse(s.0));
     let mut total: usize = sizes.iter().map(|(m, _)| m).sum::<usize>() + in_flight;
     let mut victims = std::collections::HashSet::new();
     for (_, key) in &sizes {
@@ -535,7 +538,7 @@ fn enforce_budget(plan: &Plan, state: &mut State) -> Result<()> {
     if total <= budget {
         return Ok(());
     }
-    by_unsent.sort_by(|a, b| b.0.cmp(&a.0));
+    by_unsent.sort_by_key(|s| std::cmp::Reverse(s.0));
     let mut to_close = Vec::new();
     for (memory, key) in by_unsent {
         if total <= budget {
@@ -665,7 +668,7 @@ fn open_file(
     plan: &Plan,
     partition_values: Vec<ScalarValue>,
     bucket: Option<u32>,
-) -> Result<(OpenFile, (Path, JoinHandle<Result<()>>))> {
+) -> Result<(OpenFile, Upload)> {
     let dir = partition_path(&plan.layout.partition_on, &partition_values)?;
     let name = data_file_name(bucket);
     let rel_path = if dir.is_empty() {
@@ -1089,8 +1092,8 @@ pub(crate) mod tests {
                     p1: P1[(h % 6) as usize].map(str::to_string),
                     p2: [Some(1), Some(-2), None][(h / 7 % 3) as usize],
                     id,
-                    v: (h % 11 != 0).then_some((h % 1000) as f64 / 10.0),
-                    s: (h % 13 != 0).then(|| format!("s{}", h % 97)),
+                    v: (!h.is_multiple_of(11)).then_some((h % 1000) as f64 / 10.0),
+                    s: (!h.is_multiple_of(13)).then(|| format!("s{}", h % 97)),
                 }
             })
             .collect()
