@@ -70,12 +70,7 @@ async fn run() -> Result<(), BoxError> {
     );
 
     // 1,000 partitions around the lookup's partition, so both manifests hold it.
-    let small_partitions = 4000..5000.min(partitions.max(1000));
-    let small_partitions = if small_partitions.is_empty() {
-        0..1000
-    } else {
-        small_partitions
-    };
+    let small_partitions = 4000..5000u32;
     println!(
         "building manifest: {} files in {} partitions (p{:05}..p{:05})",
         small_partitions.len() as u64 * u64::from(FILES_PER_PARTITION),
@@ -234,8 +229,7 @@ async fn build(partitions: Range<u32>, bucket_offset: u32) -> Result<(String, Du
     while first < partitions.end {
         let last = (first + PARTITIONS_PER_COMMIT).min(partitions.end);
         let chunk = Instant::now();
-        let mut files =
-            Vec::with_capacity(((last - first) * FILES_PER_PARTITION) as usize);
+        let mut files = Vec::with_capacity(((last - first) * FILES_PER_PARTITION) as usize);
         for p in first..last {
             let value = ScalarValue::Utf8(Some(format!("p{p:05}")));
             let dir = partition_path(&columns, std::slice::from_ref(&value))?;
