@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use terrace_format::{Dataset, Snapshot};
 
 #[derive(Parser)]
-#[command(name = "terrace", version, about = "Partitioned, bucketed Parquet datasets on any object store")]
+#[command(
+    name = "terrace",
+    version,
+    about = "Partitioned, bucketed Parquet datasets on any object store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Inspect { dataset, version, json } => inspect(&dataset, version, json).await,
+            Command::Inspect {
+                dataset,
+                version,
+                json,
+            } => inspect(&dataset, version, json).await,
             Command::History { dataset, json } => history(&dataset, json).await,
         }
     })?;
@@ -111,32 +119,67 @@ async fn inspect(location: &str, version: Option<u64>, json: bool) -> anyhow::Re
         return Ok(());
     }
     println!("dataset    {} (id {})", dataset.location(), s.dataset_id());
-    println!("version    {} committed {}", s.version(), s.timestamp().to_rfc3339());
+    println!(
+        "version    {} committed {}",
+        s.version(),
+        s.timestamp().to_rfc3339()
+    );
     println!("rows       {}", s.num_rows());
-    println!("files      {} in {} segments", s.num_files(), s.segments().len());
+    println!(
+        "files      {} in {} segments",
+        s.num_files(),
+        s.segments().len()
+    );
     println!("bytes      {}", s.size_bytes());
-    println!("partition  {}", if layout.partition_on.is_empty() { "-".into() } else { layout.partition_on.join(", ") });
+    println!(
+        "partition  {}",
+        if layout.partition_on.is_empty() {
+            "-".into()
+        } else {
+            layout.partition_on.join(", ")
+        }
+    );
     match layout.num_buckets {
         Some(n) => println!("buckets    {n} by {}", layout.bucket_by.join(", ")),
         None => println!("buckets    -"),
     }
-    println!("indices    {}", if s.indexed_columns().is_empty() { "-".into() } else { s.indexed_columns().join(", ") });
+    println!(
+        "indices    {}",
+        if s.indexed_columns().is_empty() {
+            "-".into()
+        } else {
+            s.indexed_columns().join(", ")
+        }
+    );
     println!("columns");
     for f in s.schema().fields() {
-        println!("  {:<24} {}{}", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" });
+        println!(
+            "  {:<24} {}{}",
+            f.name(),
+            f.data_type(),
+            if f.is_nullable() { "" } else { " not null" }
+        );
     }
     Ok(())
 }
 
 async fn history(location: &str, json: bool) -> anyhow::Result<()> {
-    let dataset = Dataset::open(location).await.with_context(|| format!("cannot open {location}"))?;
-    let versions = dataset.history().await.with_context(|| format!("cannot list the versions of {location}"))?;
+    let dataset = Dataset::open(location)
+        .await
+        .with_context(|| format!("cannot open {location}"))?;
+    let versions = dataset
+        .history()
+        .await
+        .with_context(|| format!("cannot list the versions of {location}"))?;
     if json {
         let out: Vec<_> = versions.iter().map(commit_json).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("{:>8}  {:<25}  {:<20}  {:>10}  {:>10}", "version", "committed", "operation", "+rows", "-rows");
+    println!(
+        "{:>8}  {:<25}  {:<20}  {:>10}  {:>10}",
+        "version", "committed", "operation", "+rows", "-rows"
+    );
     for s in versions.iter().rev() {
         let c = s.commit();
         println!(

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use terrace_format::{Dataset, Layout};
 
 fn terrace(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_terrace")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_terrace"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -65,16 +68,19 @@ fn a_collected_or_unknown_version_is_named() {
     let location = dir.path().join("lake").display().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
-            "a",
-            arrow::datatypes::DataType::Int64,
-            false,
-        )]));
-        Dataset::create(&location, schema, Layout::default()).await.unwrap();
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("a", arrow::datatypes::DataType::Int64, false),
+        ]));
+        Dataset::create(&location, schema, Layout::default())
+            .await
+            .unwrap();
     });
     let (code, _, err) = terrace(&["inspect", &location, "--version", "7"]);
     assert_eq!(code, 1);
-    assert!(err.contains("version 7") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("version 7") && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[test]

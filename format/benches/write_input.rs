@@ -29,16 +29,23 @@ fn input_files(input: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let [input, output, partition, bucket, buckets, level] = args.as_slice() else {
-        eprintln!("usage: write_input INPUT OUTPUT PARTITION_COLUMN BUCKET_COLUMN NUM_BUCKETS ZSTD_LEVEL");
+        eprintln!(
+            "usage: write_input INPUT OUTPUT PARTITION_COLUMN BUCKET_COLUMN NUM_BUCKETS ZSTD_LEVEL"
+        );
         std::process::exit(2);
     };
     let files = input_files(std::path::Path::new(input));
-    let schema = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).expect("open input"))
-        .expect("read the input footer")
-        .schema()
-        .clone();
+    let schema = ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&files[0]).expect("open input"),
+    )
+    .expect("read the input footer")
+    .schema()
+    .clone();
     let layout = Layout {
         partition_on: vec![partition.clone()],
         bucket_by: vec![bucket.clone()],
@@ -49,7 +56,10 @@ fn main() {
         ..WriterOptions::default()
     };
     std::fs::create_dir_all(output).expect("create the output directory");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let started = Instant::now();
     let (rows, written) = runtime.block_on(async move {
         let store = Arc::new(LocalFileSystem::new());
@@ -60,11 +70,13 @@ fn main() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let reader = std::thread::spawn(move || {
             for file in files {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).expect("open input"))
-                    .expect("input footer")
-                    .with_batch_size(64 * 1024)
-                    .build()
-                    .expect("input reader");
+                let reader = ParquetRecordBatchReaderBuilder::try_new(
+                    std::fs::File::open(file).expect("open input"),
+                )
+                .expect("input footer")
+                .with_batch_size(64 * 1024)
+                .build()
+                .expect("input reader");
                 for batch in reader {
                     if tx.blocking_send(batch.expect("decode input")).is_err() {
                         return;

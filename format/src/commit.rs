@@ -54,7 +54,10 @@ pub(crate) enum Action {
     Append(Vec<DataFile>),
     OverwritePartitions(Vec<DataFile>),
     DeletePartitions(Vec<Vec<ScalarValue>>),
-    Rewrite { remove: Vec<String>, add: Vec<DataFile> },
+    Rewrite {
+        remove: Vec<String>,
+        add: Vec<DataFile>,
+    },
 }
 
 impl Action {
@@ -179,7 +182,14 @@ impl CommitBuilder {
         loop {
             attempt += 1;
             let manifest = self
-                .build(&location, &current, &schema, &added_segments, &added_indices, &our_partitions)
+                .build(
+                    &location,
+                    &current,
+                    &schema,
+                    &added_segments,
+                    &added_indices,
+                    &our_partitions,
+                )
                 .await?;
             match put_version(&location, &manifest).await {
                 Ok(()) => {
@@ -212,7 +222,9 @@ impl CommitBuilder {
                     Err(Error::VersionNotFound { .. }) => break,
                     Err(e) => return Err(e),
                 };
-                if let Some(duplicate) = self.check_conflict(&location, &base, &winner, &our_partitions)? {
+                if let Some(duplicate) =
+                    self.check_conflict(&location, &base, &winner, &our_partitions)?
+                {
                     return Ok(Committed {
                         snapshot: winner,
                         duplicate_of: Some(duplicate),
@@ -229,7 +241,10 @@ impl CommitBuilder {
         let layout = base.layout();
         let mut out = BTreeSet::new();
         for file in self.action.added() {
-            out.insert(partition_path(&layout.partition_on, &file.partition_values)?);
+            out.insert(partition_path(
+                &layout.partition_on,
+                &file.partition_values,
+            )?);
         }
         match &self.action {
             Action::DeletePartitions(values) => {
@@ -269,7 +284,9 @@ impl CommitBuilder {
                     out.insert(partition_dir(path).to_string());
                 }
             }
-            Action::OverwritePartitions(files) if files.is_empty() && layout.partition_on.is_empty() => {
+            Action::OverwritePartitions(files)
+                if files.is_empty() && layout.partition_on.is_empty() =>
+            {
                 out.insert(String::new());
             }
             _ => {}
@@ -307,12 +324,22 @@ impl CommitBuilder {
         };
         if relevant {
             let theirs: HashSet<&str> = commit.partitions.iter().map(String::as_str).collect();
-            let overlap: Vec<&str> = ours.iter().map(String::as_str).filter(|p| theirs.contains(p)).collect();
+            let overlap: Vec<&str> = ours
+                .iter()
+                .map(String::as_str)
+                .filter(|p| theirs.contains(p))
+                .collect();
             if !overlap.is_empty() {
                 let shown: Vec<String> = overlap
                     .iter()
                     .take(5)
-                    .map(|p| if p.is_empty() { "(whole dataset)".to_string() } else { p.to_string() })
+                    .map(|p| {
+                        if p.is_empty() {
+                            "(whole dataset)".to_string()
+                        } else {
+                            p.to_string()
+                        }
+                    })
                     .collect();
                 return Err(conflict(format!(
                     "version {} ({:?}) changed partition(s) {} that this {:?} also changes",
@@ -348,9 +375,10 @@ impl CommitBuilder {
             }
             Action::Rewrite { remove, .. } => {
                 let remove: HashSet<&str> = remove.iter().map(String::as_str).collect();
-                let (kept, files, rows) =
-                    remove_files(location, current, schema, |file| Ok(remove.contains(file.path.as_str())))
-                        .await?;
+                let (kept, files, rows) = remove_files(location, current, schema, |file| {
+                    Ok(remove.contains(file.path.as_str()))
+                })
+                .await?;
                 if files as usize != remove.len() {
                     return Err(Error::Conflict {
                         location: location.display.clone(),
@@ -441,7 +469,10 @@ fn validate_files(files: &[DataFile], base: &Snapshot, location: &Location) -> R
         if file.path.is_empty()
             || file.path.starts_with('/')
             || file.path.starts_with("_terrace/")
-            || file.path.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+            || file
+                .path
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
         {
             return Err(bad(format!(
                 "not a data-file path relative to the root of {}",

@@ -16,9 +16,8 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::location::{Location, join};
 use crate::manifest::{
-    CommitInfo, FileList, IndexFile, Manifest, Operation, SegmentSummary, Snapshot,
-    decode_segment, decode_version_file, encode_version_file, parse_version_file_name,
-    version_path,
+    CommitInfo, FileList, IndexFile, Manifest, Operation, SegmentSummary, Snapshot, decode_segment,
+    decode_version_file, encode_version_file, parse_version_file_name, version_path,
 };
 use crate::schema::schema_to_v1;
 
@@ -51,7 +50,15 @@ impl Dataset {
     /// Refuses a location that already holds a dataset, an invalid layout, and a store
     /// that cannot create objects only if absent.
     pub async fn create(location: &str, schema: SchemaRef, layout: Layout) -> Result<Dataset> {
-        Self::create_with(location, schema, CreateOptions { layout, ..Default::default() }).await
+        Self::create_with(
+            location,
+            schema,
+            CreateOptions {
+                layout,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     /// [`Dataset::create`] with secondary indices.
@@ -73,16 +80,18 @@ impl Dataset {
         options.layout.validate(&schema)?;
         schema_to_v1(&schema)?;
         for column in &options.indexed_columns {
-            let field = schema.field_with_name(column).map_err(|_| Error::UnknownColumn {
-                role: "index",
-                column: column.clone(),
-                available: schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+            let field = schema
+                .field_with_name(column)
+                .map_err(|_| Error::UnknownColumn {
+                    role: "index",
+                    column: column.clone(),
+                    available: schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
             if options.layout.partition_on.contains(column)
                 || !crate::manifest::is_stats_type(field.data_type())
             {
@@ -404,7 +413,11 @@ pub(crate) async fn put_version(location: &Location, manifest: &Manifest) -> Res
     let path = location.child(&version_path(manifest.version));
     location
         .store
-        .put_opts(&path, PutPayload::from(bytes), PutOptions::from(PutMode::Create))
+        .put_opts(
+            &path,
+            PutPayload::from(bytes),
+            PutOptions::from(PutMode::Create),
+        )
         .await
         .map_err(|e| match e {
             object_store::Error::NotImplemented { .. } => Error::ConditionalPutUnsupported {

@@ -41,7 +41,12 @@ pub(crate) async fn read_index(
         .schema()
         .field_with_name(&index.column)
         .map(|f| f.data_type().clone())
-        .map_err(|_| corrupt(format!("indexes column {:?}, not in the schema", index.column)))?;
+        .map_err(|_| {
+            corrupt(format!(
+                "indexes column {:?}, not in the schema",
+                index.column
+            ))
+        })?;
     let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
         .map_err(|e| corrupt(format!("not a readable index file: {e}")))?
@@ -141,7 +146,9 @@ fn encode_sorted(batch: RecordBatch) -> Result<(Bytes, u64)> {
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, sorted.schema(), Some(props))
         .map_err(|e| Error::parquet("index", e))?;
-    writer.write(&sorted).map_err(|e| Error::parquet("index", e))?;
+    writer
+        .write(&sorted)
+        .map_err(|e| Error::parquet("index", e))?;
     writer.close().map_err(|e| Error::parquet("index", e))?;
     Ok((Bytes::from(out), sorted.num_rows() as u64))
 }

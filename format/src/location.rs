@@ -63,9 +63,12 @@ impl Location {
         if location.trim().is_empty() {
             return Err(invalid("the location is empty".to_string()));
         }
-        let looks_like_url = location
-            .split_once("://")
-            .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'));
+        let looks_like_url = location.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+')
+        });
         if !looks_like_url {
             return Self::local(location, std::path::Path::new(location));
         }
@@ -137,15 +140,20 @@ impl Location {
 }
 
 /// `root/relative`, where `relative` is already a valid object path ("a/b/c").
+///
+/// Parsed, not built with `Path::from`: that would encode the `%` of percent-encoded
+/// partition values a second time (`x%2Fy` -> `x%252Fy`), and hive readers would decode
+/// the wrong value.
 pub(crate) fn join(root: &Path, relative: &str) -> Path {
     let relative = relative.trim_matches('/');
-    if root.as_ref().is_empty() {
-        Path::from(relative)
+    let joined = if root.as_ref().is_empty() {
+        relative.to_string()
     } else if relative.is_empty() {
-        root.clone()
+        return root.clone();
     } else {
-        Path::from(format!("{}/{}", root.as_ref(), relative))
-    }
+        format!("{}/{}", root.as_ref(), relative)
+    };
+    Path::parse(&joined).unwrap_or_else(|_| Path::from(joined.as_str()))
 }
 
 /// Remove `.` and `..` components without touching the filesystem (so a dataset can be
@@ -202,5 +210,8 @@ mod tests {
         let child = join(&root, "origin=JFK/part-1.parquet");
         assert_eq!(child.as_ref(), "lake/flights/origin=JFK/part-1.parquet");
         assert_eq!(join(&Path::from(""), "x/y").as_ref(), "x/y");
+        // Percent-encoded partition values stay as written.
+        let encoded = join(&root, "p=x%2Fy/part-1.parquet");
+        assert_eq!(encoded.as_ref(), "lake/flights/p=x%2Fy/part-1.parquet");
     }
 }

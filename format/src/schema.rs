@@ -28,7 +28,11 @@ pub enum SchemaEvolution {
 
 /// Check a write's schema against the dataset's, returning the schema the dataset will
 /// have after the write (the same one unless columns are added).
-pub fn reconcile(dataset: &Schema, write: &Schema, evolution: SchemaEvolution) -> Result<SchemaRef> {
+pub fn reconcile(
+    dataset: &Schema,
+    write: &Schema,
+    evolution: SchemaEvolution,
+) -> Result<SchemaRef> {
     for expected in dataset.fields() {
         match write.field_with_name(expected.name()) {
             Err(_) => {
@@ -76,7 +80,10 @@ pub fn reconcile(dataset: &Schema, write: &Schema, evolution: SchemaEvolution) -
     if fields.len() == dataset.fields().len() {
         return Ok(Arc::new(dataset.clone()));
     }
-    Ok(Arc::new(Schema::new_with_metadata(fields, dataset.metadata().clone())))
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        dataset.metadata().clone(),
+    )))
 }
 
 /// Reorder a batch's columns to `schema`'s order, filling columns it lacks with nulls
@@ -90,9 +97,10 @@ pub fn conform_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBa
         .iter()
         .map(|field| match batch.schema().index_of(field.name()) {
             Ok(i) => Ok(batch.column(i).clone()),
-            Err(_) if field.is_nullable() => {
-                Ok(arrow::array::new_null_array(field.data_type(), batch.num_rows()))
-            }
+            Err(_) if field.is_nullable() => Ok(arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
             Err(_) => Err(Error::ColumnMissing {
                 column: field.name().clone(),
                 expected: field.data_type().clone(),
@@ -139,10 +147,14 @@ pub(crate) fn schema_from_v1(fields: &[FieldV1], path: &str) -> Result<SchemaRef
     let fields = fields
         .iter()
         .map(|f| {
-            let data_type = DataType::from_str(&f.data_type).map_err(|e| Error::CorruptManifest {
-                path: path.to_string(),
-                reason: format!("column {:?} has an unreadable type {:?}: {e}", f.name, f.data_type),
-            })?;
+            let data_type =
+                DataType::from_str(&f.data_type).map_err(|e| Error::CorruptManifest {
+                    path: path.to_string(),
+                    reason: format!(
+                        "column {:?} has an unreadable type {:?}: {e}",
+                        f.name, f.data_type
+                    ),
+                })?;
             Ok(Field::new(&f.name, data_type, f.nullable))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -198,7 +210,11 @@ mod tests {
 
     #[test]
     fn extra_column_needs_add_columns_and_must_be_nullable() {
-        let mut fields: Vec<Field> = dataset().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = dataset()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.push(Field::new("c", DataType::Float64, true));
         let write = Schema::new(fields.clone());
         let err = reconcile(&dataset(), &write, SchemaEvolution::Strict).unwrap_err();
@@ -207,8 +223,12 @@ mod tests {
         assert_eq!(evolved.fields().len(), 3);
 
         fields[2] = Field::new("c", DataType::Float64, false);
-        let err = reconcile(&dataset(), &Schema::new(fields), SchemaEvolution::AddColumns)
-            .unwrap_err();
+        let err = reconcile(
+            &dataset(),
+            &Schema::new(fields),
+            SchemaEvolution::AddColumns,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::NewColumnNotNullable { .. }));
     }
 

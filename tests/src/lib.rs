@@ -41,7 +41,13 @@ pub fn python() -> PathBuf {
     if !marker.exists() {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
         run(Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(PYTHON_PACKAGES));
         std::fs::write(&marker, b"ok").expect("write the venv marker");
     }
@@ -95,7 +101,14 @@ impl MotoServer {
     pub fn start() -> MotoServer {
         let port = free_port();
         let mut child = Command::new(python())
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -29,7 +29,13 @@ async fn object_count(dataset_root: &std::path::Path) -> usize {
             .map(|entries| {
                 entries
                     .flatten()
-                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
                     .sum()
             })
             .unwrap_or(0)
@@ -39,7 +45,9 @@ async fn object_count(dataset_root: &std::path::Path) -> usize {
 
 async fn dataset_with_rows(dir: &std::path::Path) -> Dataset {
     let location = dir.join("lake").display().to_string();
-    let dataset = Dataset::create(&location, schema(), layout()).await.unwrap();
+    let dataset = Dataset::create(&location, schema(), layout())
+        .await
+        .unwrap();
     let batch = RecordBatch::try_new(
         schema(),
         vec![
@@ -65,7 +73,10 @@ async fn a_write_with_another_schema_is_refused_before_anything_is_written() {
         Field::new("v", DataType::Int64, false),
     ]));
     let err = terrace_format::reconcile(&dataset.schema(), &wrong, Default::default()).unwrap_err();
-    assert_eq!(err.to_string(), "column \"v\" has type Int64 in the write but Int32 in the dataset");
+    assert_eq!(
+        err.to_string(),
+        "column \"v\" has type Int64 in the write but Int32 in the dataset"
+    );
 
     let batch = RecordBatch::try_new(
         wrong,
@@ -78,7 +89,11 @@ async fn a_write_with_another_schema_is_refused_before_anything_is_written() {
     let mut writer = dataset.writer(WriterOptions::default()).unwrap();
     let err = writer.write(batch).await.unwrap_err();
     assert!(err.to_string().contains("\"v\""), "{err}");
-    assert_eq!(object_count(&dir.path().join("lake")).await, before, "nothing written");
+    assert_eq!(
+        object_count(&dir.path().join("lake")).await,
+        before,
+        "nothing written"
+    );
 }
 
 #[tokio::test]
@@ -90,17 +105,35 @@ async fn unknown_partition_column_and_zero_buckets_are_refused_and_nothing_is_cr
         ..Layout::default()
     };
     let err = Dataset::create(&location, schema(), bad).await.unwrap_err();
-    assert!(matches!(err, Error::UnknownColumn { role: "partition", .. }), "{err}");
-    assert!(err.to_string().contains("\"nope\"") && err.to_string().contains("k, v"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::UnknownColumn {
+                role: "partition",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("\"nope\"") && err.to_string().contains("k, v"),
+        "{err}"
+    );
 
     let zero = Layout {
         bucket_by: vec!["v".into()],
         num_buckets: Some(0),
         ..Layout::default()
     };
-    let err = Dataset::create(&location, schema(), zero).await.unwrap_err();
+    let err = Dataset::create(&location, schema(), zero)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidLayout { .. }), "{err}");
-    assert!(err.to_string().contains("num_buckets must be at least 1, got 0"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("num_buckets must be at least 1, got 0"),
+        "{err}"
+    );
     assert!(!dir.path().join("lake").exists(), "nothing written");
 
     let err = Dataset::open(&location).await.unwrap_err();
@@ -111,9 +144,14 @@ async fn unknown_partition_column_and_zero_buckets_are_refused_and_nothing_is_cr
 async fn creating_over_an_existing_dataset_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = dataset_with_rows(dir.path()).await;
-    let err = Dataset::create(dataset.location(), schema(), layout()).await.unwrap_err();
+    let err = Dataset::create(dataset.location(), schema(), layout())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DatasetExists { .. }), "{err}");
-    assert_eq!(Dataset::open(dataset.location()).await.unwrap().version(), 1);
+    assert_eq!(
+        Dataset::open(dataset.location()).await.unwrap().version(),
+        1
+    );
 }
 
 async fn put(dataset: &Dataset, relative: &str, bytes: Vec<u8>) {
@@ -125,12 +163,26 @@ async fn put(dataset: &Dataset, relative: &str, bytes: Vec<u8>) {
 async fn a_corrupt_version_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = dataset_with_rows(dir.path()).await;
-    put(&dataset, "_terrace/versions/00000000000000000002.json", b"{\"format_version\": 1, \"oops\"".to_vec()).await;
+    put(
+        &dataset,
+        "_terrace/versions/00000000000000000002.json",
+        b"{\"format_version\": 1, \"oops\"".to_vec(),
+    )
+    .await;
     let err = Dataset::open(dataset.location()).await.unwrap_err();
     assert!(matches!(err, Error::CorruptManifest { .. }), "{err}");
-    assert!(err.to_string().contains("00000000000000000002.json"), "{err}");
+    assert!(
+        err.to_string().contains("00000000000000000002.json"),
+        "{err}"
+    );
     // The good versions are still readable.
-    assert_eq!(Dataset::open_version(dataset.location(), 1).await.unwrap().version(), 1);
+    assert_eq!(
+        Dataset::open_version(dataset.location(), 1)
+            .await
+            .unwrap()
+            .version(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -145,7 +197,14 @@ async fn a_version_file_from_a_newer_format_is_refused_by_name() {
     .await;
     let err = Dataset::open(dataset.location()).await.unwrap_err();
     assert!(
-        matches!(err, Error::UnsupportedFormatVersion { found: 99, supported: 1, .. }),
+        matches!(
+            err,
+            Error::UnsupportedFormatVersion {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("upgrade terrace"), "{err}");

@@ -21,7 +21,10 @@ fn batch(writer: usize, seq: i32, rows: i32) -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(StringArray::from(vec![format!("w/{writer}"); rows as usize])),
+            Arc::new(StringArray::from(vec![
+                format!("w/{writer}");
+                rows as usize
+            ])),
             Arc::new(Int32Array::from(vec![seq; rows as usize])),
             Arc::new(Int32Array::from_iter_values(0..rows)),
         ],
@@ -51,7 +54,9 @@ async fn concurrent_appends(location: String) {
     const WRITERS: usize = 8;
     const APPENDS: i32 = 20;
     const ROWS: i32 = 5;
-    Dataset::create(&location, schema(), layout()).await.unwrap();
+    Dataset::create(&location, schema(), layout())
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let location = location.clone();
@@ -71,7 +76,10 @@ async fn concurrent_appends(location: String) {
     }
     versions.sort_unstable();
     let expected: Vec<u64> = (1..=(WRITERS as u64 * APPENDS as u64)).collect();
-    assert_eq!(versions, expected, "each commit got its own version, none skipped");
+    assert_eq!(
+        versions, expected,
+        "each commit got its own version, none skipped"
+    );
 
     let dataset = Dataset::open(&location).await.unwrap();
     assert_eq!(dataset.version(), 160);
@@ -89,7 +97,10 @@ async fn concurrent_appends(location: String) {
     for w in 0..WRITERS {
         for seq in 0..APPENDS {
             for row in 0..ROWS {
-                assert!(distinct.contains(&format!("{row}|{seq}|w/{w}")), "missing w{w} s{seq} r{row}");
+                assert!(
+                    distinct.contains(&format!("{row}|{seq}|w/{w}")),
+                    "missing w{w} s{seq} r{row}"
+                );
             }
         }
     }
@@ -110,7 +121,9 @@ async fn eight_writers_twenty_appends_each_in_memory() {
 async fn crash_between_writing_files_and_committing_leaves_the_old_version() {
     let dir = tempfile::tempdir().unwrap();
     let location = dir.path().join("lake").display().to_string();
-    let dataset = Dataset::create(&location, schema(), layout()).await.unwrap();
+    let dataset = Dataset::create(&location, schema(), layout())
+        .await
+        .unwrap();
     let dataset = append(&dataset, batch(1, 0, 10)).await;
     let before = read_rows(&dataset).await;
 
@@ -126,16 +139,27 @@ async fn crash_between_writing_files_and_committing_leaves_the_old_version() {
     let reopened = Dataset::open(&location).await.unwrap();
     assert_eq!(reopened.version(), 1);
     assert_eq!(read_rows(&reopened).await, before);
-    let listed: BTreeSet<String> = reopened.files().await.unwrap().into_iter().map(|f| f.path).collect();
+    let listed: BTreeSet<String> = reopened
+        .files()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
     for file in &orphans {
-        assert!(!listed.contains(&file.path), "an uncommitted file is not referenced");
+        assert!(
+            !listed.contains(&file.path),
+            "an uncommitted file is not referenced"
+        );
     }
 }
 
 #[tokio::test]
 async fn time_travel_by_version_and_timestamp() {
     let location = format!("memory://{}/lake", uuid::Uuid::new_v4());
-    let dataset = Dataset::create(&location, schema(), layout()).await.unwrap();
+    let dataset = Dataset::create(&location, schema(), layout())
+        .await
+        .unwrap();
     let v1 = append(&dataset, batch(1, 0, 3)).await;
     let after_v1 = v1.current().timestamp();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -150,17 +174,28 @@ async fn time_travel_by_version_and_timestamp() {
     assert_eq!(read_rows(&latest).await.len(), 7);
 
     let missing = Dataset::open_version(&location, 9).await.unwrap_err();
-    assert!(matches!(missing, terrace_format::Error::VersionNotFound { version: 9, .. }), "{missing}");
+    assert!(
+        matches!(
+            missing,
+            terrace_format::Error::VersionNotFound { version: 9, .. }
+        ),
+        "{missing}"
+    );
     let too_early = Dataset::open_as_of(&location, after_v1 - chrono::Duration::days(1))
         .await
         .unwrap_err();
-    assert!(matches!(too_early, terrace_format::Error::NoVersionAtTime { .. }), "{too_early}");
+    assert!(
+        matches!(too_early, terrace_format::Error::NoVersionAtTime { .. }),
+        "{too_early}"
+    );
 }
 
 #[tokio::test]
 async fn overwrite_and_delete_partitions() {
     let location = format!("memory://{}/lake", uuid::Uuid::new_v4());
-    let dataset = Dataset::create(&location, schema(), layout()).await.unwrap();
+    let dataset = Dataset::create(&location, schema(), layout())
+        .await
+        .unwrap();
     let dataset = append(&dataset, batch(1, 0, 3)).await;
     let dataset = append(&dataset, batch(2, 0, 4)).await;
 
@@ -173,7 +208,11 @@ async fn overwrite_and_delete_partitions() {
     let dataset = dataset.with_snapshot(committed.snapshot.clone());
     let rows = read_rows(&dataset).await;
     assert_eq!(rows.len(), 6);
-    assert!(rows.iter().filter(|r| r.ends_with("|w/1")).all(|r| r.contains("|9|")));
+    assert!(
+        rows.iter()
+            .filter(|r| r.ends_with("|w/1"))
+            .all(|r| r.contains("|9|"))
+    );
 
     let committed = dataset
         .delete_partitions(vec![vec![datafusion::common::ScalarValue::from("w/2")]])
@@ -188,7 +227,9 @@ async fn overwrite_and_delete_partitions() {
 #[tokio::test]
 async fn an_overwrite_conflicts_with_a_concurrent_append_to_the_same_partition() {
     let location = format!("memory://{}/lake", uuid::Uuid::new_v4());
-    let base = Dataset::create(&location, schema(), layout()).await.unwrap();
+    let base = Dataset::create(&location, schema(), layout())
+        .await
+        .unwrap();
     let base = append(&base, batch(1, 0, 3)).await;
 
     let mut writer = base.writer(WriterOptions::default()).unwrap();
@@ -198,8 +239,15 @@ async fn an_overwrite_conflicts_with_a_concurrent_append_to_the_same_partition()
     // Someone else appends to w/1 (and w/3) first.
     append(&base, batch(1, 1, 1)).await;
     // An append to another partition alone would not conflict.
-    let err = base.overwrite_partitions(overwrite_files).commit().await.unwrap_err();
-    assert!(matches!(err, terrace_format::Error::Conflict { .. }), "{err}");
+    let err = base
+        .overwrite_partitions(overwrite_files)
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, terrace_format::Error::Conflict { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("writer=w%2F1"), "{err}");
     assert_eq!(Dataset::open(&location).await.unwrap().version(), 2);
 }
@@ -207,7 +255,9 @@ async fn an_overwrite_conflicts_with_a_concurrent_append_to_the_same_partition()
 #[tokio::test]
 async fn an_idempotency_key_commits_once() {
     let location = format!("memory://{}/lake", uuid::Uuid::new_v4());
-    let dataset = Dataset::create(&location, schema(), layout()).await.unwrap();
+    let dataset = Dataset::create(&location, schema(), layout())
+        .await
+        .unwrap();
     let mut versions = Vec::new();
     for _ in 0..2 {
         let mut writer = dataset.writer(WriterOptions::default()).unwrap();
@@ -222,16 +272,27 @@ async fn an_idempotency_key_commits_once() {
         versions.push((committed.version(), committed.duplicate_of));
     }
     assert_eq!(versions, vec![(1, None), (1, Some(1))]);
-    assert_eq!(read_rows(&Dataset::open(&location).await.unwrap()).await.len(), 3);
+    assert_eq!(
+        read_rows(&Dataset::open(&location).await.unwrap())
+            .await
+            .len(),
+        3
+    );
 }
 
 #[tokio::test]
 async fn added_nullable_columns_read_as_null_in_older_files() {
     let location = format!("memory://{}/lake", uuid::Uuid::new_v4());
-    let dataset = Dataset::create(&location, schema(), layout()).await.unwrap();
+    let dataset = Dataset::create(&location, schema(), layout())
+        .await
+        .unwrap();
     let dataset = append(&dataset, batch(1, 0, 2)).await;
 
-    let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new("note", DataType::Utf8, true));
     let evolved = Arc::new(Schema::new(fields));
     let accepted = terrace_format::reconcile(
@@ -250,7 +311,12 @@ async fn added_nullable_columns_read_as_null_in_older_files() {
         .unwrap();
     writer.write(evolved_batch).await.unwrap();
     let files = writer.finish().await.unwrap();
-    let committed = dataset.append(files).with_schema(evolved).commit().await.unwrap();
+    let committed = dataset
+        .append(files)
+        .with_schema(evolved)
+        .commit()
+        .await
+        .unwrap();
     assert_eq!(committed.schema().fields().len(), 4);
 
     let reopened = Dataset::open(&location).await.unwrap();

@@ -34,8 +34,16 @@ fn expected_rows() -> Vec<Value> {
     (0..200i64)
         .map(|id| {
             let origin = ORIGINS[id as usize % ORIGINS.len()];
-            let note = if id % 3 == 0 { None } else { Some(format!("n/{}", id % 3)) };
-            let value = if id % 7 == 0 { None } else { Some(id as f64 / 4.0) };
+            let note = if id % 3 == 0 {
+                None
+            } else {
+                Some(format!("n/{}", id % 3))
+            };
+            let value = if id % 7 == 0 {
+                None
+            } else {
+                Some(id as f64 / 4.0)
+            };
             json!([id, origin, note, value])
         })
         .collect()
@@ -47,9 +55,15 @@ fn batch() -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(Int64Array::from_iter_values(col(0).map(|v| v.as_i64().unwrap()))),
-            Arc::new(StringArray::from_iter(col(1).map(|v| v.as_str().map(String::from)))),
-            Arc::new(StringArray::from_iter(col(2).map(|v| v.as_str().map(String::from)))),
+            Arc::new(Int64Array::from_iter_values(
+                col(0).map(|v| v.as_i64().unwrap()),
+            )),
+            Arc::new(StringArray::from_iter(
+                col(1).map(|v| v.as_str().map(String::from)),
+            )),
+            Arc::new(StringArray::from_iter(
+                col(2).map(|v| v.as_str().map(String::from)),
+            )),
             Arc::new(Float64Array::from_iter(col(3).map(|v| v.as_f64()))),
         ],
     )
@@ -86,13 +100,21 @@ async fn committed_dataset(dir: &std::path::Path) -> (String, Vec<String>) {
         bucket_by: vec!["id".into()],
         num_buckets: Some(3),
     };
-    let dataset = Dataset::create(&root.display().to_string(), schema(), layout).await.unwrap();
+    let dataset = Dataset::create(&root.display().to_string(), schema(), layout)
+        .await
+        .unwrap();
     let mut writer = dataset.writer(WriterOptions::default()).unwrap();
     writer.write(batch()).await.unwrap();
     let files = writer.finish().await.unwrap();
     let committed = dataset.append(files).commit().await.unwrap();
     let dataset = dataset.with_snapshot(committed.snapshot.clone());
-    let paths = dataset.files().await.unwrap().into_iter().map(|f| f.path).collect();
+    let paths = dataset
+        .files()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
     (root.display().to_string(), paths)
 }
 
@@ -106,8 +128,14 @@ async fn pyarrow_reads_the_data_files_with_hive_partitioning() {
     let dir = tempfile::tempdir().unwrap();
     let (root, paths) = committed_dataset(dir.path()).await;
     // The partition directories are escaped: no value made a directory of its own.
-    assert!(paths.iter().all(|p| p.matches('/').count() == 2), "{paths:?}");
-    let out = run_python(READ_WITH_PYARROW, &[&root, &serde_json::to_string(&paths).unwrap()]);
+    assert!(
+        paths.iter().all(|p| p.matches('/').count() == 2),
+        "{paths:?}"
+    );
+    let out = run_python(
+        READ_WITH_PYARROW,
+        &[&root, &serde_json::to_string(&paths).unwrap()],
+    );
     let rows: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
     // pyarrow compares with its null marker after percent-decoding, so it cannot tell
     // the literal text "__HIVE_DEFAULT_PARTITION__" (written escaped) from a null; DuckDB
@@ -128,7 +156,10 @@ async fn pyarrow_reads_the_data_files_with_hive_partitioning() {
 async fn duckdb_reads_the_data_files_with_hive_partitioning() {
     let dir = tempfile::tempdir().unwrap();
     let (root, paths) = committed_dataset(dir.path()).await;
-    let out = run_python(READ_WITH_DUCKDB, &[&root, &serde_json::to_string(&paths).unwrap()]);
+    let out = run_python(
+        READ_WITH_DUCKDB,
+        &[&root, &serde_json::to_string(&paths).unwrap()],
+    );
     let rows: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(sorted(rows), expected_rows());
 }

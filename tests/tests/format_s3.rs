@@ -31,7 +31,9 @@ async fn concurrent_commits_on_s3_each_get_their_own_version() {
         },
         ..CreateOptions::default()
     };
-    Dataset::create_at(location(&server, url), schema(), options).await.unwrap();
+    Dataset::create_at(location(&server, url), schema(), options)
+        .await
+        .unwrap();
 
     let mut tasks = Vec::new();
     for w in 0..4 {
@@ -77,7 +79,10 @@ async fn creating_twice_on_s3_is_refused() {
     let err = Dataset::create_at(location(&server, url), schema(), CreateOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, terrace_format::Error::DatasetExists { .. }), "{err}");
+    assert!(
+        matches!(err, terrace_format::Error::DatasetExists { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -87,9 +92,19 @@ async fn a_store_without_conditional_create_is_refused() {
     let mut options = server.env();
     options.push(("aws_conditional_put", "disabled".into()));
     let loc = Location::parse_with("s3://lake/racy", options).unwrap();
-    let err = Dataset::create_at(loc, schema(), CreateOptions::default()).await.unwrap_err();
-    assert!(matches!(err, terrace_format::Error::ConditionalPutUnsupported { .. }), "{err}");
+    let err = Dataset::create_at(loc, schema(), CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, terrace_format::Error::ConditionalPutUnsupported { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("conditional create"), "{err}");
-    let err = Dataset::open_at(location(&server, "s3://lake/racy")).await.unwrap_err();
-    assert!(matches!(err, terrace_format::Error::DatasetNotFound { .. }), "{err}");
+    let err = Dataset::open_at(location(&server, "s3://lake/racy"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, terrace_format::Error::DatasetNotFound { .. }),
+        "{err}"
+    );
 }

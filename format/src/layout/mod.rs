@@ -50,7 +50,10 @@ impl Layout {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        for (role, columns) in [("partition", &self.partition_on), ("bucket", &self.bucket_by)] {
+        for (role, columns) in [
+            ("partition", &self.partition_on),
+            ("bucket", &self.bucket_by),
+        ] {
             for column in columns {
                 let field = schema
                     .field_with_name(column)
@@ -79,7 +82,11 @@ impl Layout {
                 });
             }
         }
-        if let Some(both) = self.bucket_by.iter().find(|c| self.partition_on.contains(c)) {
+        if let Some(both) = self
+            .bucket_by
+            .iter()
+            .find(|c| self.partition_on.contains(c))
+        {
             return Err(Error::InvalidLayout {
                 reason: format!(
                     "column {both:?} is both a partition and a bucket column; \

@@ -16,7 +16,9 @@ use super::*;
 use crate::datafile::{ColumnStats, DataFile};
 
 fn testdata(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
 }
 
 fn schema() -> SchemaRef {
@@ -26,7 +28,11 @@ fn schema() -> SchemaRef {
         Field::new("tailnum", DataType::Utf8, true),
         Field::new("dep_delay", DataType::Float64, true),
         Field::new("flight", DataType::Int64, false),
-        Field::new("sched", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new(
+            "sched",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
         Field::new("fare", DataType::Decimal128(10, 2), true),
     ]))
 }
@@ -141,7 +147,10 @@ fn version_file_v1_matches_its_golden_file_byte_for_byte() {
         std::fs::write(&golden, &encoded).unwrap();
     }
     let stored = std::fs::read(&golden).unwrap();
-    assert_eq!(String::from_utf8_lossy(&encoded), String::from_utf8_lossy(&stored));
+    assert_eq!(
+        String::from_utf8_lossy(&encoded),
+        String::from_utf8_lossy(&stored)
+    );
 }
 
 #[test]
@@ -169,9 +178,18 @@ fn segment_v1_golden_decodes_to_the_same_files() {
     let list = decode_segment(bytes, schema(), &layout(), "segment-v1.parquet").unwrap();
     assert_same_files(&list.data_files().unwrap(), &data_files());
     // Typed columns for the planner.
-    assert_eq!(list.min_values("flight").unwrap().data_type(), &DataType::Int64);
-    assert_eq!(list.partition_values("day").unwrap().data_type(), &DataType::Date32);
-    assert!(list.min_values("origin").is_none(), "partition columns have no file stats");
+    assert_eq!(
+        list.min_values("flight").unwrap().data_type(),
+        &DataType::Int64
+    );
+    assert_eq!(
+        list.partition_values("day").unwrap().data_type(),
+        &DataType::Date32
+    );
+    assert!(
+        list.min_values("origin").is_none(),
+        "partition columns have no file stats"
+    );
 }
 
 #[test]

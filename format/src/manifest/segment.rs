@@ -74,16 +74,18 @@ fn partition_fields(schema: &Schema, layout: &Layout) -> Result<Vec<Arc<Field>>>
         .partition_on
         .iter()
         .map(|c| {
-            let f = schema.field_with_name(c).map_err(|_| Error::UnknownColumn {
-                role: "partition",
-                column: c.clone(),
-                available: schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+            let f = schema
+                .field_with_name(c)
+                .map_err(|_| Error::UnknownColumn {
+                    role: "partition",
+                    column: c.clone(),
+                    available: schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
             Ok(Arc::new(Field::new(c, f.data_type().clone(), true)))
         })
         .collect()
@@ -112,7 +114,11 @@ fn to_array(values: Vec<ScalarValue>, data_type: &DataType) -> Result<ArrayRef> 
 }
 
 /// Encode the file list of a segment as Parquet bytes.
-pub(crate) fn encode_segment(files: &[DataFile], schema: &Schema, layout: &Layout) -> Result<Bytes> {
+pub(crate) fn encode_segment(
+    files: &[DataFile],
+    schema: &Schema,
+    layout: &Layout,
+) -> Result<Bytes> {
     let mut fields = vec![Field::new("path", DataType::Utf8, false)];
     let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(
         files.iter().map(|f| f.path.as_str()),
@@ -138,16 +144,26 @@ pub(crate) fn encode_segment(files: &[DataFile], schema: &Schema, layout: &Layou
             })
             .collect::<Result<Vec<_>>>()?;
         let struct_fields = Fields::from(pfields);
-        fields.push(Field::new("partition", DataType::Struct(struct_fields.clone()), false));
+        fields.push(Field::new(
+            "partition",
+            DataType::Struct(struct_fields.clone()),
+            false,
+        ));
         columns.push(Arc::new(StructArray::new(struct_fields, children, None)));
     }
 
     fields.push(Field::new("bucket", DataType::UInt32, true));
-    columns.push(Arc::new(UInt32Array::from_iter(files.iter().map(|f| f.bucket))));
+    columns.push(Arc::new(UInt32Array::from_iter(
+        files.iter().map(|f| f.bucket),
+    )));
     fields.push(Field::new("num_rows", DataType::UInt64, false));
-    columns.push(Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.num_rows))));
+    columns.push(Arc::new(UInt64Array::from_iter_values(
+        files.iter().map(|f| f.num_rows),
+    )));
     fields.push(Field::new("size_bytes", DataType::UInt64, false));
-    columns.push(Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.size_bytes))));
+    columns.push(Arc::new(UInt64Array::from_iter_values(
+        files.iter().map(|f| f.size_bytes),
+    )));
 
     let sfields = stats_fields(schema, layout);
     if !sfields.is_empty() {
@@ -165,7 +181,11 @@ pub(crate) fn encode_segment(files: &[DataFile], schema: &Schema, layout: &Layou
                     to_array(values, field.data_type())
                 })
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Arc::new(StructArray::new(Fields::from(sfields.clone()), children, None)))
+            Ok(Arc::new(StructArray::new(
+                Fields::from(sfields.clone()),
+                children,
+                None,
+            )))
         };
         let struct_type = DataType::Struct(Fields::from(sfields.clone()));
         fields.push(Field::new("min", struct_type.clone(), false));
@@ -190,7 +210,11 @@ pub(crate) fn encode_segment(files: &[DataFile], schema: &Schema, layout: &Layou
             DataType::Struct(Fields::from(count_fields.clone())),
             false,
         ));
-        columns.push(Arc::new(StructArray::new(Fields::from(count_fields), counts, None)));
+        columns.push(Arc::new(StructArray::new(
+            Fields::from(count_fields),
+            counts,
+            None,
+        )));
     }
 
     let segment_schema = Arc::new(Schema::new(fields));
@@ -202,13 +226,20 @@ pub(crate) fn encode_segment(files: &[DataFile], schema: &Schema, layout: &Layou
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, segment_schema, Some(props))
         .map_err(|e| Error::parquet("segment", e))?;
-    writer.write(&batch).map_err(|e| Error::parquet("segment", e))?;
+    writer
+        .write(&batch)
+        .map_err(|e| Error::parquet("segment", e))?;
     writer.close().map_err(|e| Error::parquet("segment", e))?;
     Ok(Bytes::from(out))
 }
 
 /// Decode a segment; `path` is for messages.
-pub(crate) fn decode_segment(bytes: Bytes, schema: SchemaRef, layout: &Layout, path: &str) -> Result<FileList> {
+pub(crate) fn decode_segment(
+    bytes: Bytes,
+    schema: SchemaRef,
+    layout: &Layout,
+    path: &str,
+) -> Result<FileList> {
     let corrupt = |reason: String| Error::CorruptManifest {
         path: path.to_string(),
         reason,
@@ -259,10 +290,17 @@ impl FileList {
             let pfields = Fields::from(partition_fields(&schema, &layout)?);
             need("partition", &DataType::Struct(pfields))?;
         }
-        if batch.column_by_name("path").is_some_and(|c| c.null_count() > 0) {
+        if batch
+            .column_by_name("path")
+            .is_some_and(|c| c.null_count() > 0)
+        {
             return Err(corrupt("a file path is null".to_string()));
         }
-        Ok(FileList { batch, schema, layout })
+        Ok(FileList {
+            batch,
+            schema,
+            layout,
+        })
     }
 
     /// Number of files listed.
@@ -345,15 +383,18 @@ impl FileList {
         };
         let mut partition_values = Vec::with_capacity(self.layout.partition_on.len());
         for column in &self.layout.partition_on {
-            let array = self.partition_values(column).ok_or_else(|| Error::CorruptManifest {
-                path: self.paths().value(i).to_string(),
-                reason: format!("no value for partition column {column:?}"),
-            })?;
+            let array = self
+                .partition_values(column)
+                .ok_or_else(|| Error::CorruptManifest {
+                    path: self.paths().value(i).to_string(),
+                    reason: format!("no value for partition column {column:?}"),
+                })?;
             partition_values.push(scalar(&array)?);
         }
         let mut column_stats = BTreeMap::new();
         for field in self.schema.fields() {
-            let (Some(min), Some(max)) = (self.min_values(field.name()), self.max_values(field.name()))
+            let (Some(min), Some(max)) =
+                (self.min_values(field.name()), self.max_values(field.name()))
             else {
                 continue;
             };
@@ -389,7 +430,11 @@ impl FileList {
 }
 
 /// The version-file summary of a segment listing `files` (path left empty).
-pub(crate) fn summarize(files: &[DataFile], schema: &Schema, layout: &Layout) -> Result<SegmentSummary> {
+pub(crate) fn summarize(
+    files: &[DataFile],
+    schema: &Schema,
+    layout: &Layout,
+) -> Result<SegmentSummary> {
     let pfields = partition_fields(schema, layout)?;
     let mut partition_min = Vec::with_capacity(pfields.len());
     let mut partition_max = Vec::with_capacity(pfields.len());

@@ -82,7 +82,10 @@ pub(crate) fn encode_version_file(manifest: &Manifest) -> Result<Vec<u8>> {
         .iter()
         .map(|s| {
             let text = |values: &[datafusion::common::ScalarValue]| {
-                values.iter().map(partition_value_to_string).collect::<Result<Vec<_>>>()
+                values
+                    .iter()
+                    .map(partition_value_to_string)
+                    .collect::<Result<Vec<_>>>()
             };
             Ok(SegmentV1 {
                 path: s.path.clone(),
@@ -175,7 +178,9 @@ pub(crate) fn decode_version_file(bytes: &[u8], path: &str) -> Result<Manifest> 
         .into_iter()
         .map(|s| {
             let n = partition_types.len();
-            if s.partition_min.len() != n || s.partition_max.len() != n || s.partition_nulls.len() != n
+            if s.partition_min.len() != n
+                || s.partition_max.len() != n
+                || s.partition_nulls.len() != n
             {
                 return Err(corrupt(format!(
                     "segment {} has partition bounds for {} columns, the layout has {n}",
