@@ -33,11 +33,25 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let [input, output, partition, bucket, buckets, level] = args.as_slice() else {
-        eprintln!(
-            "usage: write_input INPUT OUTPUT PARTITION_COLUMN BUCKET_COLUMN NUM_BUCKETS ZSTD_LEVEL"
-        );
-        std::process::exit(2);
+    let (fixed, budget) = match args.len() {
+        6 => (&args[..], None),
+        7 => (
+            &args[..6],
+            Some(
+                args[6]
+                    .parse::<usize>()
+                    .expect("MEMORY_BUDGET_MIB is a number"),
+            ),
+        ),
+        _ => {
+            eprintln!(
+                "usage: write_input INPUT OUTPUT PARTITION_COLUMN BUCKET_COLUMN NUM_BUCKETS ZSTD_LEVEL [MEMORY_BUDGET_MIB]"
+            );
+            std::process::exit(2);
+        }
+    };
+    let [input, output, partition, bucket, buckets, level] = fixed else {
+        unreachable!("six arguments checked above");
     };
     let files = input_files(std::path::Path::new(input));
     let schema = ParquetRecordBatchReaderBuilder::try_new(
@@ -53,6 +67,7 @@ fn main() {
     };
     let options = WriterOptions {
         zstd_level: level.parse().expect("ZSTD_LEVEL is a number"),
+        memory_budget: budget.map_or(WriterOptions::default().memory_budget, |mib| mib << 20),
         ..WriterOptions::default()
     };
     std::fs::create_dir_all(output).expect("create the output directory");
