@@ -85,12 +85,7 @@ impl Dataset {
                 .map_err(|_| Error::UnknownColumn {
                     role: "index",
                     column: column.clone(),
-                    available: schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: crate::schema::column_list(&schema),
                 })?;
             if options.layout.partition_on.contains(column)
                 || !crate::manifest::is_stats_type(field.data_type())

@@ -234,12 +234,7 @@ fn unknown_column(role: &'static str, name: &str, schema: &arrow::datatypes::Sch
     Error::UnknownColumn {
         role,
         column: name.to_string(),
-        available: schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        available: crate::schema::column_list(schema),
     }
 }
 

@@ -161,6 +161,16 @@ pub(crate) fn schema_from_v1(fields: &[FieldV1], path: &str) -> Result<SchemaRef
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// The schema's column names, comma separated (for "unknown column" messages).
+pub(crate) fn column_list(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The schema of data files: the dataset schema without its partition columns (their
 /// values live in the paths and the manifest, as the hive convention has it).
 pub fn file_schema(schema: &Schema, partition_on: &[String]) -> SchemaRef {

@@ -50,6 +50,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, bucket_ids, data_file_name, partition_path};
+use crate::schema::column_list;
 use crate::stats::file_column_stats;
 
 /// Tuning of a [`DataFileWriter`].
@@ -400,15 +401,6 @@ impl DataFileWriter {
         self.state = Some(state);
         result
     }
-}
-
-fn column_list(schema: &Schema) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The batch must carry the dataset's columns, in order, with the dataset's types.

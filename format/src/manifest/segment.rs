@@ -79,12 +79,7 @@ fn partition_fields(schema: &Schema, layout: &Layout) -> Result<Vec<Arc<Field>>>
                 .map_err(|_| Error::UnknownColumn {
                     role: "partition",
                     column: c.clone(),
-                    available: schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: crate::schema::column_list(schema),
                 })?;
             Ok(Arc::new(Field::new(c, f.data_type().clone(), true)))
         })
