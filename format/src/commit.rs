@@ -169,7 +169,11 @@ impl CommitBuilder {
             && let Some(found) = find_idempotency_key(&location, key).await?
         {
             return Ok(Committed {
-                snapshot: load_snapshot(&location, latest_known(&location).await?).await?,
+                snapshot: load_snapshot(
+                    &location,
+                    crate::dataset::latest_version(&location).await?,
+                )
+                .await?,
                 duplicate_of: Some(found),
             });
         }
@@ -436,10 +440,6 @@ fn backoff(attempt: u32) -> Duration {
     let base_ms = 5u64 << attempt.min(7); // 10 ms .. 640 ms
     let jitter = rand::rng().random_range(0.5..1.5);
     Duration::from_micros((base_ms as f64 * 1000.0 * jitter) as u64)
-}
-
-async fn latest_known(location: &Location) -> Result<u64> {
-    crate::dataset::latest_version(location).await
 }
 
 async fn find_idempotency_key(location: &Arc<Location>, key: &str) -> Result<Option<u64>> {

@@ -42,14 +42,6 @@ impl Layout {
     /// Check the layout against a schema: columns exist, types are usable, bucket count
     /// is positive, no column is used twice.
     pub fn validate(&self, schema: &Schema) -> Result<()> {
-        let available = || {
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         for (role, columns) in [
             ("partition", &self.partition_on),
             ("bucket", &self.bucket_by),
@@ -60,7 +52,7 @@ impl Layout {
                     .map_err(|_| Error::UnknownColumn {
                         role,
                         column: column.clone(),
-                        available: available(),
+                        available: crate::schema::column_list(schema),
                     })?;
                 let usable = if role == "partition" {
                     path::is_partition_type(field.data_type())
