@@ -185,6 +185,9 @@ impl CommitBuilder {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            // A version put on top of a base that gc has removed could land in the gap gc
+            // left below newer versions, where no reader would ever see it: refuse.
+            ensure_version_exists(&location, current.version()).await?;
             let manifest = self
                 .build(
                     &location,
@@ -619,4 +622,23 @@ async fn remove_files(
         }
     }
     Ok((kept, files_removed, rows_removed))
+}
+
+/// Fail with [`Error::Conflict`] unless version `version` (a commit's base) still exists.
+async fn ensure_version_exists(location: &Location, version: u64) -> Result<()> {
+    let path = location.child(&crate::manifest::version_path(version));
+    match location.store.head(&path).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) => Err(Error::Conflict {
+            location: location.display.clone(),
+            reason: format!(
+                "the commit is based on version {version}, which gc has removed since; \
+                 reopen the dataset and write again"
+            ),
+        }),
+        Err(source) => Err(Error::ObjectStore {
+            path: path.to_string(),
+            source,
+        }),
+    }
 }

@@ -255,6 +255,12 @@ impl Dataset {
         })
     }
 
+    /// The numbers of the retained versions, oldest first (a listing; no version file is
+    /// read).
+    pub async fn versions(&self) -> Result<Vec<u64>> {
+        list_versions(&self.location).await
+    }
+
     /// Every retained version, oldest first.
     pub async fn history(&self) -> Result<Vec<Snapshot>> {
         let versions = list_versions(&self.location).await?;
@@ -353,6 +359,13 @@ impl Dataset {
 
     pub(crate) fn location_handle(&self) -> &Arc<Location> {
         &self.location
+    }
+
+    /// Remove versions older than the retention period and the files no retained version
+    /// references (see [`crate::GcOptions`] for the rule). Works on the store's latest
+    /// state, whatever version this handle has loaded.
+    pub async fn gc(&self, options: crate::GcOptions) -> Result<crate::GcReport> {
+        crate::gc::collect(&self.location, options).await
     }
 }
 

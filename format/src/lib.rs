@@ -35,6 +35,7 @@ mod commit;
 mod datafile;
 mod dataset;
 mod error;
+mod gc;
 mod index;
 mod layout;
 mod location;
@@ -48,6 +49,7 @@ pub use commit::{CommitBuilder, Committed};
 pub use datafile::{ColumnStats, DataFile};
 pub use dataset::{CreateOptions, Dataset};
 pub use error::{Error, Result};
+pub use gc::{GcOptions, GcReport};
 pub use layout::{
     Layout, NULL_PARTITION_MARKER, bucket_for_scalar, bucket_ids, data_file_name,
     decode_path_segment, encode_path_segment, iceberg_hash_scalar, murmur3_x86_32,
@@ -56,7 +58,7 @@ pub use layout::{
 pub use location::Location;
 pub use manifest::{
     CommitInfo, FORMAT_VERSION, FileList, IndexFile, Operation, SegmentSummary, Snapshot,
-    is_stats_type,
+    decode_file_report, encode_file_report, is_stats_type,
 };
 pub use reader::{ScanRequest, read_data_files};
 pub use schema::{SchemaEvolution, conform_batch, file_schema, reconcile};

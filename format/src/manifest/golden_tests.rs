@@ -210,3 +210,26 @@ fn a_segment_with_a_missing_column_is_corrupt() {
     let err = decode_segment(bytes, schema(), &layout(), "s.parquet").unwrap_err();
     assert!(matches!(err, crate::Error::CorruptManifest { .. }), "{err}");
 }
+
+#[test]
+fn a_file_report_carries_index_values_with_the_files() {
+    let mut files = data_files();
+    files[0].index_values.insert(
+        "tailnum".into(),
+        Arc::new(arrow::array::StringArray::from(vec!["N10156", "N9EAMQ"])),
+    );
+    files[1].index_values.insert(
+        "tailnum".into(),
+        Arc::new(arrow::array::StringArray::from(vec!["a/b c"])),
+    );
+    let bytes = encode_file_report(&files, &schema(), &layout()).unwrap();
+    let back = decode_file_report(bytes, schema(), &layout(), "r.parquet").unwrap();
+    assert_same_files(&back, &files);
+    for (a, e) in back.iter().zip(&files) {
+        assert_eq!(a.index_values.len(), 1);
+        assert_eq!(
+            a.index_values["tailnum"].as_ref(),
+            e.index_values["tailnum"].as_ref()
+        );
+    }
+}

@@ -9,7 +9,7 @@
 mod segment;
 mod version;
 
-pub use segment::{FileList, is_stats_type};
+pub use segment::{FileList, decode_file_report, encode_file_report, is_stats_type};
 pub(crate) use segment::{decode_segment, encode_segment, summarize};
 pub(crate) use version::{decode_version_file, encode_version_file};
 

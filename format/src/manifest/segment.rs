@@ -114,6 +114,89 @@ pub(crate) fn encode_segment(
     schema: &Schema,
     layout: &Layout,
 ) -> Result<Bytes> {
+    write_parquet(segment_batch(files, schema, layout)?)
+}
+
+/// Prefix of the report columns holding each file's distinct values of an indexed column.
+const REPORT_INDEX_PREFIX: &str = "index:";
+
+/// Encode files that a task wrote but did not commit, for the task that will commit them
+/// (possibly on another machine): the segment columns, plus one `index:<column>` list
+/// column per indexed column holding each file's distinct values, which a segment does
+/// not keep (the commit turns them into index files).
+pub fn encode_file_report(files: &[DataFile], schema: &Schema, layout: &Layout) -> Result<Bytes> {
+    let batch = segment_batch(files, schema, layout)?;
+    let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    let mut columns = batch.columns().to_vec();
+    let indexed: std::collections::BTreeSet<&String> =
+        files.iter().flat_map(|f| f.index_values.keys()).collect();
+    for column in indexed {
+        let value_type = schema
+            .field_with_name(column)
+            .map_err(|e| Error::arrow(format!("reporting index values of {column:?}"), e))?
+            .data_type()
+            .clone();
+        let empty = arrow::array::new_empty_array(&value_type);
+        let per_file: Vec<&dyn Array> = files
+            .iter()
+            .map(|f| {
+                f.index_values
+                    .get(column)
+                    .map_or(empty.as_ref(), |a| a.as_ref())
+            })
+            .collect();
+        let values = arrow::compute::concat(&per_file)
+            .map_err(|e| Error::arrow(format!("reporting index values of {column:?}"), e))?;
+        let item = Arc::new(Field::new("item", value_type, true));
+        let list = arrow::array::ListArray::try_new(
+            item.clone(),
+            arrow::buffer::OffsetBuffer::from_lengths(per_file.iter().map(|a| a.len())),
+            values,
+            None,
+        )
+        .map_err(|e| Error::arrow(format!("reporting index values of {column:?}"), e))?;
+        fields.push(Arc::new(Field::new(
+            format!("{REPORT_INDEX_PREFIX}{column}"),
+            DataType::List(item),
+            false,
+        )));
+        columns.push(Arc::new(list));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::arrow("building a file report", e))?;
+    write_parquet(batch)
+}
+
+/// Decode what [`encode_file_report`] wrote; `path` is for messages.
+pub fn decode_file_report(
+    bytes: Bytes,
+    schema: SchemaRef,
+    layout: &Layout,
+    path: &str,
+) -> Result<Vec<DataFile>> {
+    let list = decode_segment(bytes, schema, layout, path)?;
+    let mut files = list.data_files()?;
+    let batch = list.record_batch();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let Some(name) = field.name().strip_prefix(REPORT_INDEX_PREFIX) else {
+            continue;
+        };
+        let lists = column
+            .as_any()
+            .downcast_ref::<arrow::array::ListArray>()
+            .ok_or_else(|| Error::CorruptManifest {
+                path: path.to_string(),
+                reason: format!("column {} is not a list", field.name()),
+            })?;
+        for (i, file) in files.iter_mut().enumerate() {
+            file.index_values.insert(name.to_string(), lists.value(i));
+        }
+    }
+    Ok(files)
+}
+
+/// The segment columns of `files` as one batch.
+fn segment_batch(files: &[DataFile], schema: &Schema, layout: &Layout) -> Result<RecordBatch> {
     let mut fields = vec![Field::new("path", DataType::Utf8, false)];
     let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(
         files.iter().map(|f| f.path.as_str()),
@@ -212,9 +295,13 @@ pub(crate) fn encode_segment(
         )));
     }
 
-    let segment_schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(segment_schema.clone(), columns)
-        .map_err(|e| Error::arrow("building a segment", e))?;
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::arrow("building a segment", e))
+}
+
+/// A batch as zstd Parquet bytes.
+fn write_parquet(batch: RecordBatch) -> Result<Bytes> {
+    let segment_schema = batch.schema();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
