@@ -83,7 +83,7 @@ fn step_name(step: PruneStepKind) -> &'static str {
 }
 
 /// Bytes for people: `1.5 MiB`.
-fn human(bytes: u64) -> String {
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -114,8 +114,8 @@ impl fmt::Display for Explain {
                 step_name(s.step),
                 s.files_before,
                 s.files_after,
-                human(s.bytes_before),
-                human(s.bytes_after)
+                human_bytes(s.bytes_before),
+                human_bytes(s.bytes_after)
             )?;
         }
         writeln!(f, "tasks: {}", self.tasks.len())?;
@@ -127,7 +127,7 @@ impl fmt::Display for Explain {
                 t.label,
                 t.files,
                 t.rows,
-                human(t.bytes)
+                human_bytes(t.bytes)
             )?;
         }
         Ok(())

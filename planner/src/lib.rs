@@ -41,7 +41,7 @@ mod regions;
 mod write_plan;
 
 pub use error::{Error, Position, Result};
-pub use explain::{Explain, ExplainTask};
+pub use explain::{Explain, ExplainTask, human_bytes};
 pub use inputs::{
     InputFile, InputFormat, InputSplit, SplitPart, file_schema, infer_schema, list_inputs,
     merge_schemas, read_split, split_inputs,

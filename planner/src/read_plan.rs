@@ -17,6 +17,12 @@
 //! The predicate travels as SQL text; files travel as [`TaskFile`]s (partition values as
 //! canonical text), which a worker turns back into [`DataFile`]s with
 //! [`ReadTask::data_files`].
+//!
+//! Row groups: tasks carry no row-group hints yet (the issue asks for them). The manifest
+//! keeps statistics per file, not per row group, and planning opens no data file, so the
+//! planner has nothing to choose row groups from; the worker prunes row groups and pages
+//! from each file's footer and page index (DataFusion's Parquet scan), which it reads
+//! anyway before decoding. Hints would need per-row-group statistics in the segments.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
