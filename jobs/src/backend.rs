@@ -10,9 +10,10 @@ use tokio::task::JoinHandle;
 
 use crate::error::Result;
 use crate::model::{
-    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, NewJob, TaskId,
+    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob, TaskId,
     TaskRecord,
 };
+use crate::schedule::{FireOutcome, NewSchedule, ScheduleRecord, ScheduleRun};
 
 /// A queue store. [`crate::Queue`] wraps one and adds the clock, backoff and defaults;
 /// [`crate::SqliteBackend`] and [`crate::PostgresBackend`] implement it, and one shared
@@ -38,6 +39,10 @@ use crate::model::{
 ///   the completion's transaction, before the fan-in decision.
 /// - **Lease expiry**: [`Backend::reap_expired`] makes tasks whose lease ran out
 ///   claimable again; a stale holder's later completion is refused.
+/// - **A slot fires once**: [`Backend::fire_slot`] with `manual` false stores the run and
+///   its job in one transaction, under a unique key on (schedule, slot); a second call
+///   for the slot, from any process, returns [`FireOutcome::AlreadyFired`] and stores
+///   nothing.
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// `"sqlite"` or `"postgres"`.
     fn name(&self) -> &'static str;
@@ -102,6 +107,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// One job.
     fn job(&self, job: JobId) -> BoxFuture<'_, Result<JobRecord>>;
 
+    /// Jobs, newest first, at most `limit`, only those in `state` when given.
+    fn list_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<JobRecord>>>;
+
     /// A job's tasks, by id.
     fn tasks(&self, job: JobId) -> BoxFuture<'_, Result<Vec<TaskRecord>>>;
 
@@ -130,6 +142,92 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Closes the connection pool.
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Stores a schedule; [`crate::Error::ScheduleExists`] if the name is taken.
+    fn add_schedule<'a>(
+        &'a self,
+        schedule: &'a NewSchedule,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<ScheduleRecord>>;
+
+    /// Schedules by name, or the one named `name`.
+    fn schedules<'a>(&'a self, name: Option<&'a str>)
+    -> BoxFuture<'a, Result<Vec<ScheduleRecord>>>;
+
+    /// Pauses or resumes a schedule; resuming moves its cursor to `now` so that slots
+    /// passed while paused are skipped. `false` if no schedule has the name.
+    fn set_schedule_paused<'a>(
+        &'a self,
+        name: &'a str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Removes a schedule and its runs (not their jobs); `false` if none has the name.
+    fn remove_schedule<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// Whether a scheduler has fired `slot` of the schedule.
+    fn slot_fired(&self, schedule: i64, slot: DateTime<Utc>) -> BoxFuture<'_, Result<bool>>;
+
+    /// Records a run of `slot` and submits its job (or records why there is none) in one
+    /// transaction. Unless `manual`, at most once per (schedule, slot).
+    fn fire_slot<'a>(
+        &'a self,
+        schedule: i64,
+        slot: DateTime<Utc>,
+        manual: bool,
+        job: std::result::Result<&'a NewJob, &'a str>,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<FireOutcome>>;
+
+    /// Moves the schedule's cursor forward to `cursor` (never back).
+    fn advance_schedule(&self, schedule: i64, cursor: DateTime<Utc>) -> BoxFuture<'_, Result<()>>;
+
+    /// The schedule's runs, latest slot first, at most `limit`.
+    fn schedule_runs(&self, schedule: i64, limit: i64) -> BoxFuture<'_, Result<Vec<ScheduleRun>>>;
+}
+
+/// Builds a schedule record from stored columns.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn schedule_record(
+    id: i64,
+    name: String,
+    cron: &str,
+    timezone: &str,
+    template: &str,
+    catch_up: &str,
+    paused: bool,
+    cursor: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+) -> Result<ScheduleRecord> {
+    let corrupt = |what: String| crate::Error::Corrupt {
+        what: format!("schedule {name:?}: {what}"),
+    };
+    Ok(ScheduleRecord {
+        id,
+        cadence: crate::schedule::Cadence::new(cron, timezone)
+            .map_err(|e| corrupt(e.to_string()))?,
+        template: serde_json::from_str(template).map_err(|e| corrupt(format!("template: {e}")))?,
+        catch_up: catch_up.parse()?,
+        paused,
+        cursor,
+        created_at,
+        name,
+    })
+}
+
+/// Maps a unique violation on the schedule name to [`crate::Error::ScheduleExists`].
+pub(crate) fn schedule_insert_error(name: &str) -> impl FnOnce(sqlx::Error) -> crate::Error + '_ {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => crate::Error::ScheduleExists {
+            name: name.to_owned(),
+        },
+        _ => crate::Error::Database {
+            context: format!("adding schedule {name:?}"),
+            source: e,
+        },
+    }
 }
 
 /// Groups accepted completions by job and by (job, stage), sorted by id so that every
@@ -203,4 +301,13 @@ pub(crate) fn check_new_job(job: &NewJob) -> Result<i32> {
 /// The job error recorded when a task dies.
 pub(crate) fn job_error(task: TaskId, stage: i32, attempt: i32, error: &str) -> String {
     format!("task {task} (stage {stage}, attempt {attempt}) failed: {error}")
+}
+
+/// Rows a scheduled job ingested: its result's `rows` once it has one (a commit that was
+/// a no-op reports 0), else the rows its tasks wrote so far.
+pub(crate) fn committed_rows(progress: Option<i64>, result: Option<String>) -> Option<i64> {
+    result
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok())
+        .and_then(|r| r.get("rows").and_then(serde_json::Value::as_i64))
+        .or(progress)
 }

@@ -53,3 +53,37 @@ impl Clock for ManualClock {
         *self.now.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// A clock that reads the time (RFC 3339) from a file each time it is asked, so that a
+/// test can move the time of several processes at once (`TERRACE_CLOCK_FILE` in the CLI).
+/// Write the file atomically (write elsewhere, then rename); if it cannot be read or
+/// parsed, the last time read is kept, and the system time before any was read.
+#[derive(Debug)]
+pub struct FileClock {
+    path: std::path::PathBuf,
+    last: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl FileClock {
+    /// A clock reading `path`.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl Clock for FileClock {
+    fn now(&self) -> DateTime<Utc> {
+        let read = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if read.is_some() {
+            *last = read;
+        }
+        last.unwrap_or_else(Utc::now)
+    }
+}

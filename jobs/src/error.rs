@@ -87,6 +87,54 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Reading or writing a dataset failed; `context` says what was being done.
+    #[error("{context}")]
+    Format {
+        /// What was being done, e.g. "opening the dataset s3://lake/events".
+        context: String,
+        /// The dataset layer's error (boxed: it is large, and rare on hot paths).
+        #[source]
+        source: Box<terrace_format::Error>,
+    },
+    /// Planning a job (inputs, predicate, pruning) failed.
+    #[error("{context}")]
+    Planner {
+        /// What was being planned.
+        context: String,
+        /// The planner's error (boxed, as `Format`'s).
+        #[source]
+        source: Box<terrace_planner::Error>,
+    },
+    /// A job's request is not acceptable (checked before anything is queued).
+    #[error("{what}: {reason}")]
+    InvalidRequest {
+        /// What was wrong, e.g. "--map".
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// Running a task's SQL or encoding its output failed.
+    #[error("{context}: {reason}")]
+    Execution {
+        /// What was being done.
+        context: String,
+        /// The engine's message.
+        reason: String,
+        /// Whether the same task may succeed when tried again.
+        retryable: bool,
+    },
+    /// No schedule has this name.
+    #[error("no schedule named {name:?} (terrace schedule list shows them)")]
+    ScheduleNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A schedule with this name exists already.
+    #[error("a schedule named {name:?} exists already (remove it first, or pick another name)")]
+    ScheduleExists {
+        /// The name.
+        name: String,
+    },
     /// A stored value (state name, result JSON, counter) is not what this version writes.
     #[error("corrupt job queue row: {what}")]
     Corrupt {
@@ -102,7 +150,37 @@ impl Error {
         match self {
             Error::Connect { .. } => true,
             Error::Database { source, .. } => sqlx_retryable(source),
+            Error::Format { source, .. } => source.is_retryable(),
+            Error::Planner { source, .. } => source.is_retryable(),
+            Error::Execution { retryable, .. } => *retryable,
             _ => false,
+        }
+    }
+
+    pub(crate) fn format(
+        context: impl Into<String>,
+    ) -> impl FnOnce(terrace_format::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Format {
+            context,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn planner(
+        context: impl Into<String>,
+    ) -> impl FnOnce(terrace_planner::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Planner {
+            context,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::InvalidRequest {
+            what: what.into(),
+            reason: reason.into(),
         }
     }
 

@@ -47,14 +47,16 @@
 mod backend;
 mod clock;
 mod error;
+pub mod kinds;
 mod model;
 mod postgres;
 mod queue;
+pub mod schedule;
 mod sqlite;
 mod worker;
 
 pub use backend::Backend;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, FileClock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use model::{
     Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob,
@@ -62,6 +64,10 @@ pub use model::{
 };
 pub use postgres::PostgresBackend;
 pub use queue::{DEFAULT_MAX_ATTEMPTS, Queue, QueueOptions};
+pub use schedule::{
+    Cadence, CatchUp, FireOutcome, JobTemplate, NewSchedule, SchedulePlanner, ScheduleRecord,
+    ScheduleRun, Scheduler, SchedulerConfig,
+};
 pub use sqlite::SqliteBackend;
 pub use worker::{
     FnHandler, TaskContext, TaskError, TaskHandler, Worker, WorkerConfig, WorkerReport, handler_fn,

@@ -116,14 +116,16 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub(crate) fn kind(&self) -> &'static str {
+    /// `cli` or `schedule`.
+    pub fn kind(&self) -> &'static str {
         match self {
             Origin::Cli(_) => "cli",
             Origin::Schedule(_) => "schedule",
         }
     }
 
-    pub(crate) fn detail(&self) -> Option<&str> {
+    /// The user or schedule it came from, when recorded.
+    pub fn detail(&self) -> Option<&str> {
         match self {
             Origin::Cli(d) => d.as_deref(),
             Origin::Schedule(d) => Some(d),

@@ -11,10 +11,11 @@ use crate::backend::Backend;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::{
-    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, NewJob, TaskId,
+    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob, TaskId,
     TaskRecord,
 };
 use crate::postgres::PostgresBackend;
+use crate::schedule::{FireOutcome, NewSchedule, ScheduleRecord, ScheduleRun};
 use crate::sqlite::SqliteBackend;
 
 /// Attempts a task gets when neither it nor [`QueueOptions::max_attempts`] says otherwise.
@@ -208,6 +209,96 @@ impl Queue {
             .await
     }
 
+    /// Stores a schedule; its first slot is the first after now.
+    pub async fn add_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord> {
+        self.backend.add_schedule(schedule, self.now()).await
+    }
+
+    /// Every schedule, by name.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        self.backend.schedules(None).await
+    }
+
+    /// The schedule named `name`.
+    pub async fn schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.backend
+            .schedules(Some(name))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::ScheduleNotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Pauses (`true`) or resumes a schedule. Slots that pass while it is paused are
+    /// skipped, whatever its catch-up policy.
+    pub async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<()> {
+        if self
+            .backend
+            .set_schedule_paused(name, paused, self.now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::ScheduleNotFound {
+                name: name.to_owned(),
+            })
+        }
+    }
+
+    /// Removes a schedule and its run history; the jobs it fired stay.
+    pub async fn remove_schedule(&self, name: &str) -> Result<()> {
+        if self.backend.remove_schedule(name).await? {
+            Ok(())
+        } else {
+            Err(Error::ScheduleNotFound {
+                name: name.to_owned(),
+            })
+        }
+    }
+
+    /// The runs of a schedule, latest slot first.
+    pub async fn schedule_runs(
+        &self,
+        schedule: &ScheduleRecord,
+        limit: i64,
+    ) -> Result<Vec<ScheduleRun>> {
+        self.backend.schedule_runs(schedule.id, limit).await
+    }
+
+    /// Whether a scheduler has fired `slot` of schedule `schedule` (its id).
+    pub async fn slot_fired(&self, schedule: i64, slot: DateTime<Utc>) -> Result<bool> {
+        self.backend.slot_fired(schedule, slot).await
+    }
+
+    /// Records a run of `slot` with its job (or the reason there is none). Unless
+    /// `manual`, once per slot: a slot fired before gives [`FireOutcome::AlreadyFired`].
+    pub async fn fire_slot(
+        &self,
+        schedule: i64,
+        slot: DateTime<Utc>,
+        manual: bool,
+        job: std::result::Result<NewJob, String>,
+    ) -> Result<FireOutcome> {
+        let job = job.as_ref().map_err(String::as_str);
+        self.backend
+            .fire_slot(
+                schedule,
+                slot,
+                manual,
+                job,
+                self.options.max_attempts,
+                self.now(),
+            )
+            .await
+    }
+
+    /// Records that slots up to `cursor` have been dealt with.
+    pub async fn advance_schedule(&self, schedule: i64, cursor: DateTime<Utc>) -> Result<()> {
+        self.backend.advance_schedule(schedule, cursor).await
+    }
+
     /// Claims up to `limit` ready tasks for worker `owner`, each leased for `lease`.
     pub async fn claim(
         &self,
@@ -313,6 +404,11 @@ impl Queue {
     /// One job with its progress.
     pub async fn job(&self, job: JobId) -> Result<JobRecord> {
         self.backend.job(job).await
+    }
+
+    /// Jobs, newest first, at most `limit`, only those in `state` when given.
+    pub async fn list_jobs(&self, state: Option<JobState>, limit: i64) -> Result<Vec<JobRecord>> {
+        self.backend.list_jobs(state, limit).await
     }
 
     /// A job's tasks.

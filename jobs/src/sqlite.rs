@@ -15,12 +15,16 @@ use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::backend::{Backend, Tally, check_fan_out, check_new_job, job_error};
+use crate::backend::{
+    Backend, Tally, check_fan_out, check_new_job, committed_rows, job_error, schedule_insert_error,
+    schedule_record,
+};
 use crate::error::{Error, Result};
 use crate::model::{
     Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob, Origin,
     TaskId, TaskRecord, TaskState,
 };
+use crate::schedule::{FireOutcome, NewSchedule, ScheduleRecord, ScheduleRun};
 
 mod q {
     macro_rules! sql {
@@ -56,6 +60,7 @@ mod q {
         REAP = "reap.sql";
         EXPIRED_LAST = "expired_last.sql";
         GET_JOB = "get_job.sql";
+        LIST_JOBS = "list_jobs.sql";
         GET_TASKS = "get_tasks.sql";
         STAGE_RESULTS = "stage_results.sql";
         PRUNE_TASKS = "prune_tasks.sql";
@@ -63,6 +68,15 @@ mod q {
         PRUNE_WORKERS = "prune_workers.sql";
         REGISTER_WORKER = "register_worker.sql";
         DEREGISTER_WORKER = "deregister_worker.sql";
+        INSERT_SCHEDULE = "insert_schedule.sql";
+        LIST_SCHEDULES = "list_schedules.sql";
+        SET_SCHEDULE_PAUSED = "set_schedule_paused.sql";
+        DELETE_SCHEDULE = "delete_schedule.sql";
+        SLOT_FIRED = "slot_fired.sql";
+        INSERT_SCHEDULE_RUN = "insert_schedule_run.sql";
+        SET_RUN_JOB = "set_run_job.sql";
+        ADVANCE_SCHEDULE = "advance_schedule.sql";
+        LIST_SCHEDULE_RUNS = "list_schedule_runs.sql";
     }
 }
 
@@ -286,6 +300,75 @@ impl SqliteBackend {
         Ok(())
     }
 
+    /// Inserts a job and its tasks in `tx`.
+    async fn insert_job(
+        tx: &mut Transaction<'static, Sqlite>,
+        job: &NewJob,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> Result<JobId> {
+        let first = check_new_job(job)?;
+        let id: i64 = sqlx::query_scalar(q::INSERT_JOB)
+            .bind(&job.kind)
+            .bind(json_text(&job.spec))
+            .bind(first)
+            .bind(job.tasks.len() as i64)
+            .bind(job.origin.kind())
+            .bind(job.origin.detail())
+            .bind(ms(now))
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(Error::db("submitting a job"))?;
+        let id = JobId(id);
+        Self::insert_tasks(
+            tx,
+            id,
+            &job.kind,
+            &job.tasks,
+            Some(first),
+            max_attempts,
+            now,
+        )
+        .await?;
+        Ok(id)
+    }
+
+    fn schedule_from_row(row: &SqliteRow) -> Result<ScheduleRecord> {
+        let g = || Error::db("reading a schedule");
+        let text = |c: &str| row.try_get::<String, _>(c).map_err(g());
+        schedule_record(
+            row.try_get("id").map_err(g())?,
+            text("name")?,
+            &text("cron")?,
+            &text("timezone")?,
+            &text("template")?,
+            &text("catch_up")?,
+            row.try_get::<i64, _>("paused").map_err(g())? != 0,
+            opt_ms(row.try_get("cursor").map_err(g())?)?,
+            from_ms(row.try_get("created_at").map_err(g())?)?,
+        )
+    }
+
+    fn run_from_row(row: &SqliteRow) -> Result<ScheduleRun> {
+        let g = || Error::db("reading a schedule run");
+        let state: Option<String> = row.try_get("state").map_err(g())?;
+        Ok(ScheduleRun {
+            slot: from_ms(row.try_get("slot").map_err(g())?)?,
+            manual: row.try_get::<i64, _>("manual").map_err(g())? != 0,
+            fired_at: from_ms(row.try_get("fired_at").map_err(g())?)?,
+            job_id: row
+                .try_get::<Option<i64>, _>("job_id")
+                .map_err(g())?
+                .map(JobId),
+            state: state.as_deref().map(JobState::from_str).transpose()?,
+            rows: committed_rows(
+                row.try_get("rows").map_err(g())?,
+                row.try_get("result").map_err(g())?,
+            ),
+            error: row.try_get("error").map_err(g())?,
+        })
+    }
+
     fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
         let id = JobId(row.try_get("id").map_err(Error::db("reading a job"))?);
         let ctx = || format!("reading job {id}");
@@ -351,30 +434,8 @@ impl Backend for SqliteBackend {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<JobId>> {
         Box::pin(async move {
-            let first = check_new_job(job)?;
             let mut tx = self.write_tx("submitting a job").await?;
-            let id: i64 = sqlx::query_scalar(q::INSERT_JOB)
-                .bind(&job.kind)
-                .bind(json_text(&job.spec))
-                .bind(first)
-                .bind(job.tasks.len() as i64)
-                .bind(job.origin.kind())
-                .bind(job.origin.detail())
-                .bind(ms(now))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(Error::db("submitting a job"))?;
-            let id = JobId(id);
-            Self::insert_tasks(
-                &mut tx,
-                id,
-                &job.kind,
-                &job.tasks,
-                Some(first),
-                max_attempts,
-                now,
-            )
-            .await?;
+            let id = Self::insert_job(&mut tx, job, max_attempts, now).await?;
             tx.commit()
                 .await
                 .map_err(Error::db(format!("committing job {id}")))?;
@@ -700,6 +761,22 @@ impl Backend for SqliteBackend {
         })
     }
 
+    fn list_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<JobRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(q::LIST_JOBS)
+                .bind(state.map(JobState::as_str))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::db("listing jobs"))?;
+            rows.iter().map(Self::job_from_row).collect()
+        })
+    }
+
     fn tasks(&self, job: JobId) -> BoxFuture<'_, Result<Vec<TaskRecord>>> {
         Box::pin(async move {
             let rows = sqlx::query(q::GET_TASKS)
@@ -793,6 +870,155 @@ impl Backend for SqliteBackend {
 
     fn spawn_listener(&self, _notify: Arc<Notify>) -> Option<JoinHandle<()>> {
         None
+    }
+
+    fn add_schedule<'a>(
+        &'a self,
+        schedule: &'a NewSchedule,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<ScheduleRecord>> {
+        Box::pin(async move {
+            let template = serde_json::to_string(&schedule.template).map_err(|e| {
+                Error::invalid("the job template", format!("cannot be stored: {e}"))
+            })?;
+            let id: i64 = sqlx::query_scalar(q::INSERT_SCHEDULE)
+                .bind(&schedule.name)
+                .bind(schedule.cadence.expression())
+                .bind(schedule.cadence.timezone())
+                .bind(template)
+                .bind(schedule.catch_up.as_str())
+                .bind(ms(now))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(schedule_insert_error(&schedule.name))?;
+            self.schedules(Some(&schedule.name))
+                .await?
+                .into_iter()
+                .find(|s| s.id == id)
+                .ok_or_else(|| Error::ScheduleNotFound {
+                    name: schedule.name.clone(),
+                })
+        })
+    }
+
+    fn schedules<'a>(
+        &'a self,
+        name: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<ScheduleRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(q::LIST_SCHEDULES)
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::db("listing schedules"))?;
+            rows.iter().map(Self::schedule_from_row).collect()
+        })
+    }
+
+    fn set_schedule_paused<'a>(
+        &'a self,
+        name: &'a str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let done = sqlx::query(q::SET_SCHEDULE_PAUSED)
+                .bind(name)
+                .bind(i64::from(paused))
+                .bind(ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(Error::db(format!("pausing or resuming schedule {name:?}")))?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn remove_schedule<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let done = sqlx::query(q::DELETE_SCHEDULE)
+                .bind(name)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::db(format!("removing schedule {name:?}")))?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn slot_fired(&self, schedule: i64, slot: DateTime<Utc>) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(async move {
+            sqlx::query_scalar(q::SLOT_FIRED)
+                .bind(schedule)
+                .bind(ms(slot))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Error::db("looking up a schedule slot"))
+        })
+    }
+
+    fn fire_slot<'a>(
+        &'a self,
+        schedule: i64,
+        slot: DateTime<Utc>,
+        manual: bool,
+        job: std::result::Result<&'a NewJob, &'a str>,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<FireOutcome>> {
+        Box::pin(async move {
+            let ctx = "firing a schedule slot";
+            let mut tx = self.write_tx(ctx).await?;
+            let run: Option<i64> = sqlx::query_scalar(q::INSERT_SCHEDULE_RUN)
+                .bind(schedule)
+                .bind(ms(slot))
+                .bind(i64::from(manual))
+                .bind(job.err())
+                .bind(ms(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::db(ctx))?;
+            let Some(run) = run else {
+                return Ok(FireOutcome::AlreadyFired);
+            };
+            let outcome = match job {
+                Ok(job) => {
+                    let id = Self::insert_job(&mut tx, job, max_attempts, now).await?;
+                    sqlx::query(q::SET_RUN_JOB)
+                        .bind(run)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::db(ctx))?;
+                    FireOutcome::Submitted(id)
+                }
+                Err(error) => FireOutcome::NotPlanned(error.to_owned()),
+            };
+            tx.commit().await.map_err(Error::db(ctx))?;
+            Ok(outcome)
+        })
+    }
+
+    fn advance_schedule(&self, schedule: i64, cursor: DateTime<Utc>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            sqlx::query(q::ADVANCE_SCHEDULE)
+                .bind(schedule)
+                .bind(ms(cursor))
+                .execute(&self.pool)
+                .await
+                .map_err(Error::db("advancing a schedule"))?;
+            Ok(())
+        })
+    }
+
+    fn schedule_runs(&self, schedule: i64, limit: i64) -> BoxFuture<'_, Result<Vec<ScheduleRun>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(q::LIST_SCHEDULE_RUNS)
+                .bind(schedule)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::db("listing schedule runs"))?;
+            rows.iter().map(Self::run_from_row).collect()
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -170,6 +170,10 @@ pub struct WorkerConfig {
     /// Longest wait between claims when idle (SQLite backs off to it from a few ms;
     /// Postgres waits for a NOTIFY or this, whichever comes first).
     pub poll_interval: Duration,
+    /// Finished jobs older than this are pruned (with their tasks) by the worker's
+    /// housekeeping, about once an hour, so the tables do not grow without bound; `None`
+    /// keeps everything.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -180,6 +184,7 @@ impl Default for WorkerConfig {
             lease_duration: Duration::from_secs(30),
             heartbeat_interval: None,
             poll_interval: Duration::from_millis(100),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -194,6 +199,12 @@ impl WorkerConfig {
     /// Sets the batch size.
     pub fn with_batch_size(mut self, n: u32) -> Self {
         self.batch_size = n;
+        self
+    }
+
+    /// Sets how long finished jobs are kept (`None`: forever).
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -296,6 +307,7 @@ impl Worker {
             id.clone(),
             lease,
             config.heartbeat_interval.unwrap_or(lease / 3),
+            config.retention,
         ));
         let wake = Arc::new(Notify::new());
         let listener = queue.backend().spawn_listener(wake.clone());
@@ -406,11 +418,31 @@ impl Worker {
     }
 }
 
-async fn heartbeat_loop(queue: Queue, id: Arc<str>, lease: Duration, every: Duration) {
+/// How often a worker prunes finished jobs past the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+async fn heartbeat_loop(
+    queue: Queue,
+    id: Arc<str>,
+    lease: Duration,
+    every: Duration,
+    retention: Option<Duration>,
+) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
+        if let Some(retention) = retention
+            && last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY)
+        {
+            last_prune = Some(tokio::time::Instant::now());
+            match queue.prune(retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(worker = %id, n, "pruned finished jobs past the retention"),
+                Err(e) => tracing::warn!(worker = %id, error = %e, "pruning finished jobs failed"),
+            }
+        }
         if let Err(e) = queue.heartbeat(&id, lease).await {
             tracing::warn!(worker = %id, error = %e, "heartbeat failed");
         }

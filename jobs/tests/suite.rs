@@ -781,7 +781,8 @@ async fn child_worker_process() {
         .with_lease(Duration::from_millis(1500));
     let handler = Arc::new(handler_fn(|task, ctx| async move {
         if task.stage == 0 {
-            tokio::time::sleep(Duration::from_millis(15)).await;
+            // Long enough that a task seen running is still running when the test kills.
+            tokio::time::sleep(Duration::from_millis(40)).await;
             return Ok(TaskOutput::new(json!({"worker": ctx.worker_id()})));
         }
         let inputs = ctx.stage_results(task.job_id, 0).await?;
@@ -834,11 +835,24 @@ async fn two_worker_processes_finish_a_job_despite_kill_9(
     let mut a = spawn_child(&db.url);
     let mut b = spawn_child(&db.url);
 
-    // Let both make progress, then SIGKILL one while it holds leases.
+    // Let both make progress, then SIGKILL one while it holds leases (worker ids are
+    // `{host}-{pid}-{n}`, so the task rows say which process holds what).
+    let a_marker = format!("-{}-", a.id());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while q.job(id).await.expect("job").tasks_done < 40 {
+    loop {
         assert!(tokio::time::Instant::now() < deadline, "no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        if q.job(id).await.expect("job").tasks_done >= 40 {
+            let tasks = q.tasks(id).await.expect("tasks");
+            if tasks.iter().any(|t| {
+                t.state == TaskState::Running
+                    && t.lease_owner
+                        .as_deref()
+                        .is_some_and(|o| o.contains(&a_marker))
+            }) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     a.kill().expect("kill -9");
     a.wait().expect("reap child");
@@ -884,4 +898,70 @@ fn task_errors_carry_retryability() {
     assert!(!TaskError::permanent("x").retryable);
     let e: TaskError = Error::JobNotFound { id: JobId(1) }.into();
     assert!(!e.retryable);
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_listed_newest_first_and_filtered_by_state(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let db = TestDb::new(kind).await;
+    let q = db.queue(QueueOptions::default()).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let job = NewJob::new("query", json!({"n": i})).with_task(NewTask::new(0, json!(i)));
+        ids.push(q.submit(job).await.expect("submit"));
+    }
+    q.cancel(ids[1]).await.expect("cancel");
+    let all = q.list_jobs(None, 10).await.expect("list");
+    let listed: Vec<JobId> = all.iter().map(|j| j.id).collect();
+    assert_eq!(listed, vec![ids[2], ids[1], ids[0]]);
+    assert_eq!(all[0].spec, json!({"n": 2}));
+    let cancelled = q
+        .list_jobs(Some(JobState::Cancelled), 10)
+        .await
+        .expect("list");
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].id, ids[1]);
+    assert_eq!(q.list_jobs(None, 2).await.expect("list").len(), 2);
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_prunes_finished_jobs_past_its_retention(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let db = TestDb::new(kind).await;
+    let clock = manual_clock();
+    let q = db
+        .queue(QueueOptions::default().with_clock(clock.clone()))
+        .await;
+    let old = q
+        .submit(NewJob::new("gc", json!({})).with_task(NewTask::new(0, json!(0))))
+        .await
+        .expect("submit");
+    let t = q.claim("w", 1, LEASE).await.expect("claim");
+    q.complete(&[done(&t[0], json!(0))])
+        .await
+        .expect("complete");
+    clock.advance(Duration::from_secs(8 * 86_400));
+
+    let worker = Worker::new(
+        q.clone(),
+        WorkerConfig::default().with_retention(Some(Duration::from_secs(7 * 86_400))),
+    );
+    let handler = Arc::new(handler_fn(|_task, _ctx| async {
+        Ok(TaskOutput::new(json!(0)))
+    }));
+    let probe = q.clone();
+    let shutdown = async move {
+        while probe.job(old).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), worker.run(handler, shutdown))
+        .await
+        .expect("the worker prunes the old job on its first housekeeping tick")
+        .expect("worker");
+    assert!(matches!(q.job(old).await, Err(Error::JobNotFound { .. })));
 }

