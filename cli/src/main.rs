@@ -1,195 +1,189 @@
-//! The `terrace` command.
+//! The `terrace` command: ingest, query and maintain partitioned, bucketed Parquet
+//! datasets through a durable job queue.
 //!
-//! So far it inspects datasets (`inspect`, `history`); ingestion, queries and the job
-//! commands come with the CLI issue. Errors print as one line (`{:#}`, the cause chain)
-//! and exit 1; usage errors exit 2 (clap's convention).
+//! With no `--db` the queue is an embedded SQLite file and workers run in this process
+//! (see [`session`]); with `--db postgres://…` the same commands submit to a queue that
+//! `terrace worker` processes on many machines consume.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage (clap's convention). A failure prints one
+//! line (what failed and the root cause, with a hint where one helps); `-v` prints the
+//! whole cause chain. Nothing below this crate prints or exits.
+
+mod data;
+mod ingest;
+mod jobs;
+mod parse;
+mod query;
+mod quickstart;
+mod schedule;
+mod session;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use terrace_format::{Dataset, Snapshot};
+
+use session::QueueArgs;
 
 #[derive(Parser)]
 #[command(
     name = "terrace",
     version,
-    about = "Partitioned, bucketed Parquet datasets on any object store"
+    about = "Partitioned, bucketed Parquet datasets on any object store, with ingestion and \
+             queries run as jobs on a durable queue"
 )]
 struct Cli {
+    /// Print the whole cause chain of an error (and worker logs with -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(flatten)]
+    queue: QueueArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a sample flights data set, ingest it and run three queries (a tour).
+    Quickstart(quickstart::QuickstartArgs),
+    /// Ingest CSV, Parquet, JSON-lines or Arrow files into a dataset (created on first use).
+    Ingest(ingest::IngestArgs),
+    /// Query a dataset: filter, project, time travel, map/reduce SQL, region x sample.
+    Query(query::QueryArgs),
+    /// Show how a query would be pruned and split into tasks, without running it.
+    Explain(query::ExplainArgs),
     /// Show a dataset's schema, layout, indices and size at its latest (or a given) version.
-    Inspect {
-        /// Dataset path or URL (./lake/x, s3://bucket/x, …).
-        dataset: String,
-        /// Inspect this version instead of the latest.
-        #[arg(long)]
-        version: Option<u64>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Inspect(data::InspectArgs),
     /// List a dataset's retained versions with what each commit did.
-    History {
-        /// Dataset path or URL.
-        dataset: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    History(data::HistoryArgs),
+    /// Delete whole partitions matching a predicate on partition columns.
+    Delete(data::DeleteArgs),
+    /// Remove versions and unreferenced files older than a retention period.
+    Gc(data::GcArgs),
+    /// Show a job (or the unfinished jobs): state, tasks, rows, bytes, result, error.
+    Status(jobs::StatusArgs),
+    /// List jobs, newest first.
+    Jobs(jobs::JobsArgs),
+    /// Cancel a job: its pending tasks will not run.
+    Cancel(jobs::JobArg),
+    /// Run a failed job's dead tasks again.
+    Retry(jobs::JobArg),
+    /// Run a worker until SIGTERM or Ctrl-C (draining what it holds); it also fires
+    /// schedules.
+    Worker(jobs::WorkerArgs),
+    /// Schedules: ingestion on a cron cadence, each slot fired once (add, list, show,
+    /// pause, resume, remove, run).
+    Schedule(schedule::ScheduleArgs),
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
+    let verbose = cli.verbose;
+    init_logging(verbose);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("terrace: {err:#}");
+            report(&err, verbose > 0);
             ExitCode::FAILURE
         }
     }
 }
 
+/// Rust ignores SIGPIPE, so `terrace jobs | head` would make `println!` panic once `head`
+/// exits. Restore the default action: the process ends quietly, as Unix tools do.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 | 1 => "warn",
+        2 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TERRACE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// One line: the outermost message, the root cause when it adds something, and what to
+/// do where we know; with `verbose` every cause on its own line.
+fn report(err: &anyhow::Error, verbose: bool) {
+    let hint = hint(err).map(|h| format!(" ({h})")).unwrap_or_default();
+    if verbose {
+        eprintln!("terrace: {err}{hint}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+    } else {
+        let top = err.to_string();
+        let root = err.root_cause().to_string();
+        if root == top || top.contains(&root) {
+            eprintln!("terrace: {top}{hint}");
+        } else {
+            eprintln!("terrace: {top}: {root}{hint}");
+        }
+    }
+}
+
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    for cause in err.chain() {
+        let format_error = cause.downcast_ref::<terrace_format::Error>().or_else(|| {
+            cause
+                .downcast_ref::<Box<terrace_format::Error>>()
+                .map(|b| &**b)
+        });
+        if let Some(e) = format_error {
+            match e {
+                terrace_format::Error::DatasetNotFound { .. } => {
+                    return Some(
+                        "check the path; `terrace ingest FILES --into DATASET` creates a dataset",
+                    );
+                }
+                terrace_format::Error::VersionNotFound { .. } => {
+                    return Some("`terrace history DATASET` lists the versions that exist");
+                }
+                _ => {}
+            }
+        }
+        if let Some(terrace_jobs::Error::Connect { .. }) =
+            cause.downcast_ref::<terrace_jobs::Error>()
+        {
+            return Some("is the database running and --db (or TERRACE_DB) right?");
+        }
+    }
+    None
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let queue = cli.queue;
+    runtime.block_on(async move {
         match cli.command {
-            Command::Inspect {
-                dataset,
-                version,
-                json,
-            } => inspect(&dataset, version, json).await,
-            Command::History { dataset, json } => history(&dataset, json).await,
+            Command::Quickstart(args) => quickstart::run(&queue, args).await,
+            Command::Ingest(args) => ingest::run(&queue, args).await,
+            Command::Query(args) => query::run(&queue, args).await,
+            Command::Explain(args) => query::explain(args).await,
+            Command::Inspect(args) => data::inspect(args).await,
+            Command::History(args) => data::history(args).await,
+            Command::Delete(args) => data::delete(&queue, args).await,
+            Command::Gc(args) => data::gc(&queue, args).await,
+            Command::Status(args) => jobs::status(&queue, args).await,
+            Command::Jobs(args) => jobs::list(&queue, args).await,
+            Command::Cancel(args) => jobs::cancel(&queue, args).await,
+            Command::Retry(args) => jobs::retry(&queue, args).await,
+            Command::Worker(args) => jobs::worker(&queue, args).await,
+            Command::Schedule(args) => schedule::run(&queue, args).await,
         }
-    })?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn commit_json(s: &Snapshot) -> serde_json::Value {
-    let c = s.commit();
-    serde_json::json!({
-        "version": s.version(),
-        "timestamp": s.timestamp().to_rfc3339(),
-        "operation": format!("{:?}", c.operation),
-        "job_id": c.job_id,
-        "idempotency_key": c.idempotency_key,
-        "rows_added": c.rows_added,
-        "files_added": c.files_added,
-        "rows_removed": c.rows_removed,
-        "files_removed": c.files_removed,
     })
-}
-
-async fn inspect(location: &str, version: Option<u64>, json: bool) -> anyhow::Result<()> {
-    let dataset = match version {
-        Some(v) => Dataset::open_version(location, v).await,
-        None => Dataset::open(location).await,
-    }
-    .with_context(|| format!("cannot open {location}"))?;
-    let s = dataset.current();
-    let layout = s.layout();
-    if json {
-        let columns: Vec<_> = s
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
-            .collect();
-        let out = serde_json::json!({
-            "location": dataset.location(),
-            "dataset_id": s.dataset_id(),
-            "version": s.version(),
-            "columns": columns,
-            "partition_on": layout.partition_on,
-            "bucket_by": layout.bucket_by,
-            "num_buckets": layout.num_buckets,
-            "indexed_columns": s.indexed_columns(),
-            "files": s.num_files(),
-            "rows": s.num_rows(),
-            "bytes": s.size_bytes(),
-            "segments": s.segments().len(),
-            "last_commit": commit_json(s),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    println!("dataset    {} (id {})", dataset.location(), s.dataset_id());
-    println!(
-        "version    {} committed {}",
-        s.version(),
-        s.timestamp().to_rfc3339()
-    );
-    println!("rows       {}", s.num_rows());
-    println!(
-        "files      {} in {} segments",
-        s.num_files(),
-        s.segments().len()
-    );
-    println!("bytes      {}", s.size_bytes());
-    println!(
-        "partition  {}",
-        if layout.partition_on.is_empty() {
-            "-".into()
-        } else {
-            layout.partition_on.join(", ")
-        }
-    );
-    match layout.num_buckets {
-        Some(n) => println!("buckets    {n} by {}", layout.bucket_by.join(", ")),
-        None => println!("buckets    -"),
-    }
-    println!(
-        "indices    {}",
-        if s.indexed_columns().is_empty() {
-            "-".into()
-        } else {
-            s.indexed_columns().join(", ")
-        }
-    );
-    println!("columns");
-    for f in s.schema().fields() {
-        println!(
-            "  {:<24} {}{}",
-            f.name(),
-            f.data_type(),
-            if f.is_nullable() { "" } else { " not null" }
-        );
-    }
-    Ok(())
-}
-
-async fn history(location: &str, json: bool) -> anyhow::Result<()> {
-    let dataset = Dataset::open(location)
-        .await
-        .with_context(|| format!("cannot open {location}"))?;
-    let versions = dataset
-        .history()
-        .await
-        .with_context(|| format!("cannot list the versions of {location}"))?;
-    if json {
-        let out: Vec<_> = versions.iter().map(commit_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    println!(
-        "{:>8}  {:<25}  {:<20}  {:>10}  {:>10}",
-        "version", "committed", "operation", "+rows", "-rows"
-    );
-    for s in versions.iter().rev() {
-        let c = s.commit();
-        println!(
-            "{:>8}  {:<25}  {:<20}  {:>10}  {:>10}",
-            s.version(),
-            s.timestamp().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            format!("{:?}", c.operation),
-            c.rows_added,
-            c.rows_removed
-        );
-    }
-    Ok(())
 }

@@ -37,12 +37,14 @@ async fn inspect_and_history_describe_a_dataset() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("partition  origin"), "{out}");
     assert!(out.contains("buckets    8 by tailnum"), "{out}");
+    assert!(out.contains("versions   1 retained (0)"), "{out}");
 
     let (code, out, _) = terrace(&["inspect", &location, "--json"]);
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["version"], 0);
     assert_eq!(json["num_buckets"], 8);
+    assert_eq!(json["versions_retained"], 1);
 
     let (code, out, _) = terrace(&["history", &location, "--json"]);
     assert_eq!(code, 0);
@@ -89,4 +91,31 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2, "{err}");
     let (code, _, _) = terrace(&["frobnicate"]);
     assert_eq!(code, 2);
+}
+
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("lake").display().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        Dataset::create(&location, schema, Layout::default())
+            .await
+            .unwrap();
+    });
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_terrace"))
+            .args(["inspect", &location])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before (or while) terrace writes, as with `| head -0`.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

@@ -210,3 +210,217 @@ pub fn batch_rows(batch: &arrow::record_batch::RecordBatch) -> Vec<String> {
         })
         .collect()
 }
+
+/// The `terrace` binary of this build (`target/<profile>/terrace`, next to the test
+/// binary's `deps/` directory). `cargo test --workspace` builds it.
+pub fn terrace_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let bin = dir.join(format!("terrace{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p terrace-cli`) first",
+        bin.display()
+    );
+    bin
+}
+
+/// What a `terrace` run printed and how it exited.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panic with both streams unless the command succeeded.
+    pub fn ok(self) -> Output {
+        assert_eq!(
+            self.code, 0,
+            "terrace failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panic unless the command failed with exit code 1 and `needle` in stderr.
+    pub fn fails_with(self, needle: &str) -> Output {
+        assert_eq!(
+            self.code, 1,
+            "expected a failure mentioning {needle:?}:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?} in stderr:\n{}",
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "a panic reached the user:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Run `terrace args…` in `cwd` with extra environment variables.
+pub fn terrace(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let out = Command::new(terrace_bin())
+        .current_dir(cwd)
+        .env_remove("TERRACE_DB")
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .args(args)
+        .output()
+        .expect("start terrace");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Start `terrace args…` in `cwd` in the background (a worker), output to files in cwd.
+pub fn spawn_terrace(cwd: &Path, args: &[&str], log: &str) -> Child {
+    spawn_terrace_with(cwd, &[], args, log)
+}
+
+/// [`spawn_terrace`] with extra environment variables.
+pub fn spawn_terrace_with(cwd: &Path, env: &[(&str, &str)], args: &[&str], log: &str) -> Child {
+    let out = std::fs::File::create(cwd.join(log)).expect("create a log file");
+    let err = out.try_clone().expect("clone the log file");
+    Command::new(terrace_bin())
+        .current_dir(cwd)
+        .env_remove("TERRACE_DB")
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .args(args)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start terrace")
+}
+
+/// Stop a background terrace (a worker) with SIGTERM, as an operator would, and reap it.
+pub fn stop_terrace(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// The administrative URL of this machine's PostgreSQL.
+pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A fresh PostgreSQL database for one test on 127.0.0.1:5432, dropped on drop.
+pub struct PgDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Create it (with `psql`, so tests need no driver of their own).
+    pub fn create() -> PgDatabase {
+        let name = format!("terrace_e2e_{}", uuid::Uuid::new_v4().simple());
+        psql(&format!("CREATE DATABASE {name}"));
+        PgDatabase {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([PG_ADMIN, "-q", "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .output();
+    }
+}
+
+fn psql(sql: &str) {
+    run(Command::new("psql").args([PG_ADMIN, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]));
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, panicking after `within`.
+pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Write nycflights13-shaped CSV files, one per month (`flights-MM.csv`), into `dir`:
+/// three origins, a handful of carriers, tail numbers (some empty, i.e. null), delays
+/// (some empty). Deterministic. Returns the number of rows.
+pub fn write_flights_csv(dir: &Path, months: u32, rows_per_month: usize) -> usize {
+    std::fs::create_dir_all(dir).expect("create the flights directory");
+    let origins = ["EWR", "JFK", "LGA"];
+    let carriers = ["AA", "B6", "DL", "UA", "EV", "MQ"];
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut rows = 0;
+    for month in 1..=months {
+        let mut text = String::from(
+            "year,month,day,dep_delay,arr_delay,carrier,flight,tailnum,origin,dest,distance\n",
+        );
+        for _ in 0..rows_per_month {
+            let tail = match next(40) {
+                0 => String::new(),
+                n => format!("N{}", 14_200 + n * 3 + next(3)),
+            };
+            let delay = if next(30) == 0 {
+                String::new()
+            } else {
+                (next(120) as i64 - 20).to_string()
+            };
+            text.push_str(&format!(
+                "2013,{month},{},{delay},{},{},{},{tail},{},{},{}\n",
+                1 + next(28),
+                next(90) as i64 - 30,
+                carriers[next(carriers.len() as u64) as usize],
+                1 + next(3000),
+                origins[next(3) as usize],
+                ["ATL", "ORD", "LAX", "BOS"][next(4) as usize],
+                100 + next(2500),
+            ));
+            rows += 1;
+        }
+        std::fs::write(dir.join(format!("flights-{month:02}.csv")), text)
+            .expect("write a flights file");
+    }
+    rows
+}
+
+/// The data lines of a CSV file (header dropped), sorted, for comparing results as
+/// multisets.
+pub fn sorted_csv_rows(path: &Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut rows: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    rows.sort();
+    rows
+}

@@ -1,0 +1,178 @@
+//! `terrace ingest`.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use terrace_format::Layout;
+use terrace_jobs::JobRecord;
+use terrace_jobs::kinds::{IngestMode, IngestRequest, plan_ingest};
+use terrace_planner::{InputFormat, SchemaField, schema_from_fields};
+
+use terrace_planner::human_bytes;
+
+use crate::session::{QueueArgs, Waited, ensure_succeeded, submit_and_wait};
+
+/// Input formats on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    /// CSV with a header line.
+    Csv,
+    /// Parquet.
+    Parquet,
+    /// One JSON object per line.
+    Jsonl,
+    /// Arrow IPC stream.
+    Arrow,
+}
+
+/// Ingest modes on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Add the rows.
+    Append,
+    /// Replace the partitions written to.
+    Overwrite,
+}
+
+/// `terrace ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Input files: paths, URLs or globs ('flights/*.csv', 's3://landing/2026-11-23/*.parquet').
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// The dataset to write (created by the first ingest).
+    #[arg(long, value_name = "DATASET")]
+    pub into: String,
+    /// Partition columns (hive-style directories).
+    #[arg(long, num_args = 1.., value_name = "COLUMN")]
+    pub partition_on: Vec<String>,
+    /// Bucket columns (needs --buckets).
+    #[arg(long, num_args = 1.., value_name = "COLUMN", requires = "buckets")]
+    pub bucket_by: Vec<String>,
+    /// Number of buckets.
+    #[arg(long, value_name = "N", requires = "bucket_by")]
+    pub buckets: Option<u32>,
+    /// Sort rows within each written file.
+    #[arg(long, num_args = 1.., value_name = "COLUMN")]
+    pub sort_by: Vec<String>,
+    /// Shuffle through staging: one file per (partition, bucket).
+    #[arg(long)]
+    pub shuffle: bool,
+    /// Input format (default: from each file's extension).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// JSON file with the input schema: [{"name": …, "type": "Int64", "nullable": true}, …].
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<std::path::PathBuf>,
+    /// Allow new nullable columns to be added to the dataset's schema.
+    #[arg(long)]
+    pub add_columns: bool,
+    /// Append rows, or overwrite the partitions written to.
+    #[arg(long, value_enum, default_value = "append")]
+    pub mode: ModeArg,
+    /// Columns to index (value -> files), chosen when the dataset is created.
+    #[arg(long, num_args = 1.., value_name = "COLUMN")]
+    pub index: Vec<String>,
+    /// Input bytes per write task (e.g. 64MiB).
+    #[arg(long, value_parser = crate::parse::size)]
+    pub split_size: Option<u64>,
+    /// Recorded in the commit; an ingest with a key already committed changes nothing.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Print the job's result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl IngestArgs {
+    /// The ingest this command line asks for.
+    pub fn request(&self) -> anyhow::Result<IngestRequest> {
+        let schema = match &self.schema {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the schema file {}", path.display()))?;
+                let fields: Vec<SchemaField> = serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{} is not a schema: expected [{{\"name\": …, \"type\": …, \"nullable\": …}}, …]",
+                        path.display()
+                    )
+                })?;
+                Some(schema_from_fields(&fields).with_context(|| {
+                    format!("the schema file {} has a bad type", path.display())
+                })?)
+            }
+            None => None,
+        };
+        Ok(IngestRequest {
+            inputs: self.inputs.clone(),
+            dataset: self.into.clone(),
+            format: self.format.map(|f| match f {
+                FormatArg::Csv => InputFormat::Csv,
+                FormatArg::Parquet => InputFormat::Parquet,
+                FormatArg::Jsonl => InputFormat::JsonLines,
+                FormatArg::Arrow => InputFormat::ArrowStream,
+            }),
+            schema,
+            layout: Layout {
+                partition_on: self.partition_on.clone(),
+                bucket_by: self.bucket_by.clone(),
+                num_buckets: self.buckets,
+            },
+            sort_by: self.sort_by.clone(),
+            shuffle: self.shuffle,
+            mode: match self.mode {
+                ModeArg::Append => IngestMode::Append,
+                ModeArg::Overwrite => IngestMode::Overwrite,
+            },
+            index_columns: self.index.clone(),
+            add_columns: self.add_columns,
+            split_bytes: self.split_size,
+            idempotency_key: self.idempotency_key.clone(),
+        })
+    }
+}
+
+/// Run an ingest.
+pub async fn run(queue: &QueueArgs, args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let job = plan_ingest(args.request()?)
+        .await
+        .with_context(|| format!("cannot ingest into {}", args.into))?;
+    match submit_and_wait(queue, job, "ingest").await? {
+        Waited::Detached(id) => println!("{id}"),
+        Waited::Finished(job) => report_ingest(&job, &args.into, args.json, started)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print what a finished ingest job did (or why it failed).
+pub fn report_ingest(
+    job: &JobRecord,
+    into: &str,
+    json: bool,
+    started: Instant,
+) -> anyhow::Result<()> {
+    ensure_succeeded(job).with_context(|| format!("ingest into {into} failed"))?;
+    let result = job.result.clone().unwrap_or_default();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else if result["committed"].as_bool() == Some(true) {
+        println!(
+            "ingested {} rows ({} files, {}) into {into} at version {} in {:.1}s",
+            result["rows"],
+            result["files"],
+            human_bytes(job.bytes.max(0) as u64),
+            result["version"],
+            started.elapsed().as_secs_f64()
+        );
+    } else if let Some(v) = result["duplicate_of"].as_u64() {
+        println!(
+            "nothing ingested: idempotency key {} already committed in version {v} of {into}",
+            result["idempotency_key"].as_str().unwrap_or("")
+        );
+    } else {
+        println!("nothing ingested: the inputs have no rows");
+    }
+    Ok(())
+}

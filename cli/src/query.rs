@@ -1,0 +1,343 @@
+//! `terrace query` and `terrace explain`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use object_store::{ObjectStoreExt, PutPayload};
+use terrace_format::{Dataset, Location};
+use terrace_jobs::JobRecord;
+use terrace_jobs::kinds::{
+    OutputFormat, QueryRequest, QueryResult, QuerySpec, RegionQuery, delete_prefix, plan_query,
+    read_query_result, write_query_result,
+};
+use terrace_planner::{Explain, Predicate, ReadOptions, parse_bed, plan_read};
+
+use crate::session::{QueueArgs, Waited, ensure_succeeded, submit_and_wait};
+
+/// Output formats on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Aligned text table.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// Parquet.
+    Parquet,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl From<FormatArg> for OutputFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Table => OutputFormat::Table,
+            FormatArg::Csv => OutputFormat::Csv,
+            FormatArg::Parquet => OutputFormat::Parquet,
+            FormatArg::Jsonl => OutputFormat::Jsonl,
+        }
+    }
+}
+
+/// Region x sample options (TileDB-VCF's read_dask).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegionArgs {
+    /// BED-like file of regions (contig, start, end; tab separated).
+    #[arg(long, value_name = "BED", requires_all = ["region_partitions", "sample_partitions", "sample_column"])]
+    pub regions: Option<std::path::PathBuf>,
+    /// Number of region groups R.
+    #[arg(long, value_name = "R", requires = "regions")]
+    pub region_partitions: Option<usize>,
+    /// Number of sample groups S.
+    #[arg(long, value_name = "S", requires = "regions")]
+    pub sample_partitions: Option<usize>,
+    /// The sample column.
+    #[arg(long, value_name = "COLUMN", requires = "regions")]
+    pub sample_column: Option<String>,
+    /// The contig column of the regions.
+    #[arg(long, value_name = "COLUMN", default_value = "contig")]
+    pub contig_column: String,
+    /// The position column of the regions.
+    #[arg(long, value_name = "COLUMN", default_value = "pos")]
+    pub position_column: String,
+}
+
+impl RegionArgs {
+    fn region(&self) -> anyhow::Result<Option<RegionQuery>> {
+        let Some(bed) = &self.regions else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(bed)
+            .with_context(|| format!("cannot read the regions file {}", bed.display()))?;
+        let regions =
+            parse_bed(&text).with_context(|| format!("bad regions file {}", bed.display()))?;
+        Ok(Some(RegionQuery {
+            contig_column: self.contig_column.clone(),
+            position_column: self.position_column.clone(),
+            regions,
+            region_partitions: self.region_partitions.unwrap_or(1),
+            sample_column: self.sample_column.clone().unwrap_or_default(),
+            sample_partitions: self.sample_partitions.unwrap_or(1),
+        }))
+    }
+}
+
+/// `terrace query`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Dataset path or URL.
+    pub dataset: String,
+    /// SQL boolean expression: the rows to return.
+    #[arg(long = "where", value_name = "SQL")]
+    pub predicate: Option<String>,
+    /// Columns to return (default all).
+    #[arg(long, num_args = 1.., value_name = "COLUMN")]
+    pub columns: Option<Vec<String>>,
+    /// Read this version.
+    #[arg(long, conflicts_with = "as_of")]
+    pub version: Option<u64>,
+    /// Read the version current at this time (2026-11-23T10:00:00Z or 2026-11-23).
+    #[arg(long, value_parser = crate::parse::time)]
+    pub as_of: Option<DateTime<Utc>>,
+    /// SQL run on each task's rows where they are read (table `part`).
+    #[arg(long, value_name = "SQL")]
+    pub map: Option<String>,
+    /// SQL run once over all map outputs (table `parts`).
+    #[arg(long, value_name = "SQL")]
+    pub reduce: Option<String>,
+    #[command(flatten)]
+    pub region: RegionArgs,
+    /// Return at most N rows.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Write the result here (file or URL) instead of the terminal.
+    #[arg(long, value_name = "FILE|URL")]
+    pub output: Option<String>,
+    /// Output format (default: table on the terminal, else from the output's extension).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Memory a task may hold (e.g. 256MiB).
+    #[arg(long, value_parser = crate::parse::size)]
+    pub memory_budget: Option<u64>,
+    /// Print the pruning counts to stderr.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// `terrace explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// Dataset path or URL.
+    pub dataset: String,
+    /// SQL boolean expression.
+    #[arg(long = "where", value_name = "SQL")]
+    pub predicate: Option<String>,
+    /// Columns to return.
+    #[arg(long, num_args = 1.., value_name = "COLUMN")]
+    pub columns: Option<Vec<String>>,
+    #[command(flatten)]
+    pub region: RegionArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the result goes, opened before the job is submitted so that an unwritable
+/// output fails first.
+enum Sink {
+    Stdout,
+    File(std::fs::File),
+    Url(Location),
+}
+
+fn output_format(args: &QueryArgs) -> anyhow::Result<OutputFormat> {
+    if let Some(f) = args.format {
+        return Ok(f.into());
+    }
+    let Some(output) = &args.output else {
+        return Ok(OutputFormat::Table);
+    };
+    let lower = output.to_ascii_lowercase();
+    Ok(if lower.ends_with(".csv") {
+        OutputFormat::Csv
+    } else if lower.ends_with(".parquet") {
+        OutputFormat::Parquet
+    } else if lower.ends_with(".jsonl") || lower.ends_with(".json") || lower.ends_with(".ndjson") {
+        OutputFormat::Jsonl
+    } else {
+        bail!("cannot tell the format of --output {output:?} from its extension; give --format")
+    })
+}
+
+fn open_sink(output: Option<&str>) -> anyhow::Result<Sink> {
+    let Some(output) = output else {
+        return Ok(Sink::Stdout);
+    };
+    if output.contains("://") && !output.starts_with("file://") {
+        let loc = Location::parse(output).with_context(|| format!("bad --output {output}"))?;
+        return Ok(Sink::Url(loc));
+    }
+    let path = output.strip_prefix("file://").unwrap_or(output);
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write the output {path}"))?;
+    Ok(Sink::File(file))
+}
+
+/// Run a query.
+pub async fn run(queue: &QueueArgs, args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let format = output_format(&args)?;
+    let request = QueryRequest {
+        dataset: args.dataset.clone(),
+        predicate: args.predicate.clone(),
+        columns: args.columns.clone(),
+        version: args.version,
+        as_of: args.as_of,
+        map_sql: args.map.clone(),
+        reduce_sql: args.reduce.clone(),
+        region: args.region.region()?,
+        limit: args.limit,
+        memory_budget: args.memory_budget.map(|b| b as usize),
+        target_bytes_per_task: None,
+    };
+    let rows = execute(queue, request, args.explain, format, args.output.as_deref()).await?;
+    if let (Some(rows), Some(output)) = (rows, args.output.as_deref()) {
+        eprintln!("wrote {rows} rows to {output}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Plan, submit, wait for and deliver a query; `None` when detached (the job id is
+/// printed then).
+pub async fn execute(
+    queue: &QueueArgs,
+    request: QueryRequest,
+    explain: bool,
+    format: OutputFormat,
+    output: Option<&str>,
+) -> anyhow::Result<Option<u64>> {
+    let dataset = request.dataset.clone();
+    let (job, plan) = plan_query(request)
+        .await
+        .with_context(|| format!("cannot query {dataset}"))?;
+    if explain {
+        eprint!("{}", Explain::new(&plan));
+    }
+    let sink = open_sink(output)?;
+    let job = match submit_and_wait(queue, job, "query").await? {
+        Waited::Detached(id) => {
+            println!("{id}");
+            return Ok(None);
+        }
+        Waited::Finished(job) => job,
+    };
+    ensure_succeeded(&job).with_context(|| format!("query of {dataset} failed"))?;
+    let result = query_result(&job)?;
+    let written = deliver(&result, format, sink).await;
+    // The run's parts and result are not needed once delivered.
+    let _ = delete_prefix(&result.location, &result.staging).await;
+    Ok(Some(written?))
+}
+
+/// Where a finished query job left its rows.
+pub fn query_result(job: &JobRecord) -> anyhow::Result<QueryResult> {
+    let spec: QuerySpec = job.spec_as()?;
+    let path = job
+        .result
+        .as_ref()
+        .and_then(|r| r["result"].as_str())
+        .with_context(|| format!("job {} has no result file", job.id))?
+        .to_string();
+    Ok(QueryResult {
+        location: Location::parse(&spec.dataset)?,
+        path,
+        staging: spec.staging,
+    })
+}
+
+async fn deliver(result: &QueryResult, format: OutputFormat, sink: Sink) -> anyhow::Result<u64> {
+    let batches = read_query_result(result).await?;
+    match sink {
+        Sink::Stdout => {
+            let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
+            Ok(write_query_result(batches, format, out).await?)
+        }
+        Sink::File(file) => {
+            let out: Box<dyn Write + Send> = Box::new(std::io::BufWriter::new(file));
+            Ok(write_query_result(batches, format, out).await?)
+        }
+        Sink::Url(loc) => {
+            let buffer = SharedBuffer::default();
+            let out: Box<dyn Write + Send> = Box::new(buffer.clone());
+            let rows = write_query_result(batches, format, out).await?;
+            let bytes = buffer.take();
+            loc.store
+                .put(&loc.root, PutPayload::from(bytes))
+                .await
+                .with_context(|| format!("cannot write the output {}", loc.display))?;
+            Ok(rows)
+        }
+    }
+}
+
+/// A `Write` whose bytes can be taken after the writer that owned it is gone.
+#[derive(Clone, Default)]
+struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("output buffer poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Explain a query.
+pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let dataset = Dataset::open(&args.dataset)
+        .await
+        .with_context(|| format!("cannot open {}", args.dataset))?;
+    let predicate = match args.predicate.as_deref() {
+        Some(sql) => Some(Predicate::parse(sql, &dataset.schema()).context("bad --where")?),
+        None => None,
+    };
+    let options = ReadOptions {
+        projection: args.columns.clone(),
+        predicate,
+        region_sample: args.region.region()?,
+        ..Default::default()
+    };
+    let plan = plan_read(&dataset, &options)
+        .await
+        .with_context(|| format!("cannot plan a query of {}", args.dataset))?;
+    let explain = Explain::new(&plan);
+    if args.json {
+        println!("{}", explain.to_json()?);
+    } else {
+        print!("{explain}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print a finished query's result (for `status` of a detached query).
+pub async fn print_result(job: &JobRecord) -> anyhow::Result<()> {
+    let result = query_result(job)?;
+    let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
+    write_query_result(read_query_result(&result).await?, OutputFormat::Table, out).await?;
+    Ok(())
+}

