@@ -255,8 +255,8 @@ fn ten_nights(postgres: bool, schedulers: usize) {
         "{}",
         again.stdout
     );
-    drop(workers);
     assert_eq!(world.rows_by_day("lake"), expected_rows(&all));
+    drop(workers);
     let runs = world.runs("nightly");
     assert_eq!(runs.len(), 11);
     let manual: Vec<_> = runs.iter().filter(|r| r["manual"] == true).collect();
