@@ -143,12 +143,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Closes the connection pool.
     fn close(&self) -> BoxFuture<'_, ()>;
 
-    /// Stores a schedule; [`crate::Error::ScheduleExists`] if the name is taken.
+    /// Stores a schedule and returns its id; [`crate::Error::ScheduleExists`] if the
+    /// name is taken.
     fn add_schedule<'a>(
         &'a self,
         schedule: &'a NewSchedule,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<ScheduleRecord>>;
+    ) -> BoxFuture<'a, Result<i64>>;
 
     /// Schedules by name, or the one named `name`.
     fn schedules<'a>(&'a self, name: Option<&'a str>)

@@ -211,7 +211,15 @@ impl Queue {
 
     /// Stores a schedule; its first slot is the first after now.
     pub async fn add_schedule(&self, schedule: &NewSchedule) -> Result<ScheduleRecord> {
-        self.backend.add_schedule(schedule, self.now()).await
+        let id = self.backend.add_schedule(schedule, self.now()).await?;
+        self.backend
+            .schedules(Some(&schedule.name))
+            .await?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Error::ScheduleNotFound {
+                name: schedule.name.clone(),
+            })
     }
 
     /// Every schedule, by name.

@@ -876,7 +876,7 @@ impl Backend for SqliteBackend {
         &'a self,
         schedule: &'a NewSchedule,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<ScheduleRecord>> {
+    ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let template = serde_json::to_string(&schedule.template).map_err(|e| {
                 Error::invalid("the job template", format!("cannot be stored: {e}"))
@@ -891,13 +891,7 @@ impl Backend for SqliteBackend {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(schedule_insert_error(&schedule.name))?;
-            self.schedules(Some(&schedule.name))
-                .await?
-                .into_iter()
-                .find(|s| s.id == id)
-                .ok_or_else(|| Error::ScheduleNotFound {
-                    name: schedule.name.clone(),
-                })
+            Ok(id)
         })
     }
 
