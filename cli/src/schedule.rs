@@ -254,17 +254,9 @@ async fn add(queue: &QueueArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
         .cadence
         .next_after(q.now())
         .context("the cron expression never matches")?;
-    let preview = ScheduleRecord {
-        id: 0,
-        name: schedule.name.clone(),
-        cadence: schedule.cadence.clone(),
-        template: schedule.template.clone(),
-        catch_up,
-        paused: false,
-        cursor: None,
-        created_at: q.now(),
-    };
-    let rendered = preview.render(example_slot)?;
+    let rendered = schedule
+        .template
+        .render(&schedule.cadence, &schedule.name, example_slot)?;
     parse_template(&args.template)
         .and_then(|_| parse_template(&rendered))
         .map_err(|e| {
@@ -445,10 +437,7 @@ async fn set_paused(queue: &QueueArgs, name: &str, paused: bool) -> anyhow::Resu
 /// The slot `text` names: a time with an offset, a local time in the schedule's zone,
 /// or a date with exactly one slot. It must be one of the schedule's slots.
 fn slot_at(cadence: &Cadence, text: &str) -> anyhow::Result<DateTime<Utc>> {
-    let tz: chrono_tz::Tz = cadence
-        .timezone()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("bad stored time zone"))?;
+    let tz = cadence.zone();
     let local = |naive: NaiveDateTime| {
         tz.from_local_datetime(&naive)
             .earliest()

@@ -316,23 +316,8 @@ fn added_columns_overwrite_time_travel_and_output_formats() {
             .unwrap();
     let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(n, 60);
-    let count = terrace(
-        cwd,
-        &[],
-        &[
-            "query",
-            "lake",
-            "--map",
-            "SELECT count(*) AS n FROM part",
-            "--reduce",
-            "SELECT sum(n) AS n FROM parts",
-            "--format",
-            "csv",
-        ],
-    )
-    .ok();
     assert_eq!(
-        count.stdout.trim(),
+        count_rows(cwd, &[], "lake"),
         "n\n41",
         "60 rows minus 20 JFK rows plus 1"
     );
@@ -371,22 +356,7 @@ fn the_same_commands_work_on_an_s3_store() {
         "{}",
         out.stdout
     );
-    let out = terrace(
-        cwd,
-        &env,
-        &[
-            "query",
-            dataset,
-            "--map",
-            "SELECT count(*) AS n FROM part",
-            "--reduce",
-            "SELECT sum(n) AS n FROM parts",
-            "--format",
-            "csv",
-        ],
-    )
-    .ok();
-    assert_eq!(out.stdout.trim(), format!("n\n{rows}"));
+    assert_eq!(count_rows(cwd, &env, dataset), format!("n\n{rows}"));
     // Results can go to the store too.
     terrace(
         cwd,
@@ -408,4 +378,24 @@ fn the_same_commands_work_on_an_s3_store() {
         json["files"].as_u64().unwrap() <= 12,
         "shuffle: one file per (origin, bucket)"
     );
+}
+
+/// The dataset's row count as CSV (`n` and the count), by map/reduce SQL.
+fn count_rows(cwd: &std::path::Path, env: &[(&str, &str)], dataset: &str) -> String {
+    let out = terrace(
+        cwd,
+        env,
+        &[
+            "query",
+            dataset,
+            "--map",
+            "SELECT count(*) AS n FROM part",
+            "--reduce",
+            "SELECT sum(n) AS n FROM parts",
+            "--format",
+            "csv",
+        ],
+    )
+    .ok();
+    out.stdout.trim().to_owned()
 }

@@ -55,6 +55,11 @@ impl Cadence {
         self.timezone.name()
     }
 
+    /// The time zone.
+    pub fn zone(&self) -> Tz {
+        self.timezone
+    }
+
     /// `t` in the schedule's time zone.
     pub fn local(&self, t: DateTime<Utc>) -> DateTime<Tz> {
         t.with_timezone(&self.timezone)

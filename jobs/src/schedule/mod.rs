@@ -88,6 +88,19 @@ impl JobTemplate {
     pub fn check(&self) -> Result<()> {
         self.args.iter().try_for_each(|a| check_template(a))
     }
+
+    /// The arguments rendered for `slot` of the schedule `name` with `cadence`.
+    pub fn render(
+        &self,
+        cadence: &Cadence,
+        name: &str,
+        slot: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        self.args
+            .iter()
+            .map(|a| render_template(a, slot, cadence.zone(), name))
+            .collect()
+    }
 }
 
 /// A schedule to add.
@@ -158,12 +171,7 @@ pub struct ScheduleRecord {
 impl ScheduleRecord {
     /// The template's arguments rendered for `slot`.
     pub fn render(&self, slot: DateTime<Utc>) -> Result<Vec<String>> {
-        let tz = self.cadence.local(slot).timezone();
-        self.template
-            .args
-            .iter()
-            .map(|a| render_template(a, slot, tz, &self.name))
-            .collect()
+        self.template.render(&self.cadence, &self.name, slot)
     }
 
     /// The origin recorded on the jobs it fires: `<name>@<slot in RFC 3339, UTC>`.

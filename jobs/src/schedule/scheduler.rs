@@ -26,6 +26,9 @@ pub trait SchedulePlanner: Send + Sync {
     ) -> BoxFuture<'a, Result<NewJob>>;
 }
 
+/// Missed slots counted per schedule and tick for [`TickReport::skipped`].
+const MISSED_COUNT_LIMIT: usize = 10_000;
+
 /// How often a scheduler looks and how it treats late slots.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -131,7 +134,11 @@ impl Scheduler {
                 let grace =
                     TimeDelta::from_std(self.config.on_time_grace).unwrap_or(TimeDelta::MAX);
                 let on_time = now - latest <= grace;
-                let missed = cadence.slots_between(from, latest, usize::MAX >> 1).len() as u64;
+                // Only reported, so counted up to a bound: a per-minute schedule after a
+                // long outage would otherwise walk every minute of it.
+                let missed = cadence
+                    .slots_between(from, latest, MISSED_COUNT_LIMIT)
+                    .len() as u64;
                 if schedule.catch_up == CatchUp::Last || on_time {
                     report.skipped += missed.saturating_sub(1);
                     (vec![latest], Some(latest))
