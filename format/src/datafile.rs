@@ -25,6 +25,11 @@ pub struct DataFile {
     /// Statistics per data column (partition columns excluded), for columns whose type
     /// supports min/max. A column absent from the map has no statistics.
     pub column_stats: BTreeMap<String, ColumnStats>,
+    /// Statistics per row group, in file order, when the file has more than one (with
+    /// one, the file's statistics are the row group's). Empty also for files listed by
+    /// segments written before row-group statistics were kept. The planner uses them to
+    /// tell a read task which row groups to read.
+    pub row_groups: Vec<RowGroupStats>,
     /// Distinct values of each indexed column in this file, as the writer saw them; a
     /// commit turns them into secondary-index entries. Empty for files read back from a
     /// segment (the index files hold them then).
@@ -44,4 +49,15 @@ pub struct ColumnStats {
     pub max: ScalarValue,
     /// Number of nulls, when known.
     pub null_count: Option<u64>,
+}
+
+/// What the manifest knows about one row group of a data file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowGroupStats {
+    /// Rows in the row group.
+    pub num_rows: u64,
+    /// Compressed bytes of its column chunks (what reading all of it fetches).
+    pub size_bytes: u64,
+    /// Statistics per data column, as in [`DataFile::column_stats`].
+    pub column_stats: BTreeMap<String, ColumnStats>,
 }

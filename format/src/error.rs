@@ -200,6 +200,15 @@ pub enum Error {
         attempts: u32,
     },
 
+    /// A read named row groups its file does not have.
+    #[error("invalid row-group selection for {path}: {reason}")]
+    InvalidRowGroupSelection {
+        /// The data file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// Reading or writing Parquet failed.
     #[error("parquet error in {path}: {source}")]
     Parquet {

@@ -46,7 +46,7 @@ mod stats;
 mod writer;
 
 pub use commit::{CommitBuilder, Committed};
-pub use datafile::{ColumnStats, DataFile};
+pub use datafile::{ColumnStats, DataFile, RowGroupStats};
 pub use dataset::{CreateOptions, Dataset};
 pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
@@ -60,6 +60,6 @@ pub use manifest::{
     CommitInfo, FORMAT_VERSION, FileList, IndexFile, Operation, SegmentSummary, Snapshot,
     decode_file_report, encode_file_report, is_stats_type,
 };
-pub use reader::{ScanRequest, read_data_files};
+pub use reader::{RowGroupSelection, ScanRequest, read_data_files};
 pub use schema::{SchemaEvolution, conform_batch, file_schema, reconcile};
 pub use writer::{DataFileWriter, WriterOptions};

@@ -4,10 +4,13 @@
 //! `DataSourceExec` over a `FileScanConfig` with a `ParquetSource` (filter pushdown with
 //! reordering, page index on). Each data file becomes one `PartitionedFile` carrying its
 //! partition values as table partition columns, so partition columns come back typed and
-//! a predicate on them prunes whole files. Row groups and pages are pruned from the
-//! files' statistics and page index; a `FilterExec` on top makes the result exact
-//! whatever the pushdown could prove. Batches stream: nothing holds a whole file.
+//! a predicate on them prunes whole files. A [`RowGroupSelection`] from the planner
+//! becomes the file's `ParquetAccessPlan`, so row groups it leaves out are never fetched;
+//! the rest are pruned again from the files' statistics and page index. A `FilterExec`
+//! on top makes the result exact whatever the pushdown could prove. Batches stream:
+//! nothing holds a whole file.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{FieldRef, SchemaRef};
@@ -15,6 +18,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -28,6 +32,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
+use serde::{Deserialize, Serialize};
 
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
@@ -48,6 +53,34 @@ pub struct ScanRequest {
     pub predicate: Option<Expr>,
     /// Rows per returned batch (at most).
     pub batch_size: usize,
+    /// Row groups to read, by file path; a file not named here is read whole.
+    pub row_groups: HashMap<String, RowGroupSelection>,
+}
+
+/// Which row groups of one data file to read (a planner's row-group hint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowGroupSelection {
+    /// Row groups in the file. The scan fails if the file has a different number, which
+    /// means the file is not the one the manifest describes.
+    pub of: usize,
+    /// Row groups to read, ascending, each below `of`.
+    pub read: Vec<usize>,
+}
+
+impl RowGroupSelection {
+    fn access_plan(&self, path: &str) -> Result<ParquetAccessPlan> {
+        let mut access = vec![RowGroupAccess::Skip; self.of];
+        for &i in &self.read {
+            let slot = access
+                .get_mut(i)
+                .ok_or_else(|| Error::InvalidRowGroupSelection {
+                    path: path.to_string(),
+                    reason: format!("row group {i} of a file with {}", self.of),
+                })?;
+            *slot = RowGroupAccess::Scan;
+        }
+        Ok(ParquetAccessPlan::new(access))
+    }
 }
 
 impl ScanRequest {
@@ -58,6 +91,7 @@ impl ScanRequest {
             projection: None,
             predicate: None,
             batch_size: 8192,
+            row_groups: HashMap::new(),
         }
     }
 }
@@ -163,14 +197,18 @@ pub async fn read_data_files(
         .iter()
         .map(|file| {
             let location = object_path(&root, &file.path)?;
-            Ok(PartitionedFile::new_from_meta(ObjectMeta {
+            let scanned = PartitionedFile::new_from_meta(ObjectMeta {
                 location,
                 last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
                 size: file.size_bytes,
                 e_tag: None,
                 version: None,
             })
-            .with_partition_values(file.partition_values.clone()))
+            .with_partition_values(file.partition_values.clone());
+            Ok(match request.row_groups.get(&file.path) {
+                Some(selection) => scanned.with_extension(selection.access_plan(&file.path)?),
+                None => scanned,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let config = FileScanConfigBuilder::new(url, Arc::new(source))
@@ -253,10 +291,10 @@ mod tests {
         projection: Option<Vec<String>>,
     ) -> Vec<RecordBatch> {
         let request = ScanRequest {
-            files,
             projection,
             predicate,
             batch_size: 1_000,
+            ..ScanRequest::new(files)
         };
         read_data_files(store, Path::from("t"), schema(), &layout(), request)
             .await
@@ -357,5 +395,99 @@ mod tests {
         };
         let result = read_data_files(store, Path::from("t"), schema(), &layout(), request).await;
         assert!(matches!(result, Err(Error::UnknownColumn { column, .. }) if column == "nope"));
+    }
+
+    #[tokio::test]
+    async fn a_row_group_selection_reads_only_those_row_groups() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let options = WriterOptions {
+            row_group_rows: 60,
+            ..WriterOptions::default()
+        };
+        let (files, _) = write_rows(
+            Arc::clone(&store),
+            &Path::from("t"),
+            &rows(0, 20_000),
+            4_000,
+            options,
+        )
+        .await;
+        let file = files
+            .iter()
+            .find(|f| f.row_groups.len() >= 3)
+            .expect("a file with several row groups")
+            .clone();
+        assert_eq!(
+            file.row_groups.iter().map(|g| g.num_rows).sum::<u64>(),
+            file.num_rows
+        );
+        let of = file.row_groups.len();
+        let read = vec![1, of - 1];
+        let expected: u64 = read.iter().map(|&i| file.row_groups[i].num_rows).sum();
+        let ids = |batches: &[RecordBatch]| -> Vec<i64> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    let ids = b
+                        .column_by_name("id")
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .unwrap();
+                    ids.values().to_vec()
+                })
+                .collect()
+        };
+        let request = ScanRequest {
+            row_groups: HashMap::from([(file.path.clone(), RowGroupSelection { of, read })]),
+            ..ScanRequest::new(vec![file.clone()])
+        };
+        let got: Vec<RecordBatch> = read_data_files(
+            Arc::clone(&store),
+            Path::from("t"),
+            schema(),
+            &layout(),
+            request,
+        )
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+        let got_ids = ids(&got);
+        assert_eq!(got_ids.len() as u64, expected);
+        // The rows are exactly those of the chosen row groups, by the per-group bounds.
+        let all = scan(Arc::clone(&store), vec![file.clone()], None, None).await;
+        assert_eq!(ids(&all).len() as u64, file.num_rows);
+        for id in &got_ids {
+            let in_chosen = [1, of - 1].iter().any(|&g| {
+                let stats = &file.row_groups[g].column_stats["id"];
+                stats.min <= datafusion::common::ScalarValue::Int64(Some(*id))
+                    && datafusion::common::ScalarValue::Int64(Some(*id)) <= stats.max
+            });
+            assert!(in_chosen, "id {id} is outside the chosen row groups");
+        }
+
+        // A selection that does not fit the file is refused.
+        for (of, read) in [(of, vec![of]), (of + 1, vec![0])] {
+            let request = ScanRequest {
+                row_groups: HashMap::from([(file.path.clone(), RowGroupSelection { of, read })]),
+                ..ScanRequest::new(vec![file.clone()])
+            };
+            let result = match read_data_files(
+                Arc::clone(&store),
+                Path::from("t"),
+                schema(),
+                &layout(),
+                request,
+            )
+            .await
+            {
+                Ok(stream) => stream.try_collect::<Vec<_>>().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            let err = result.expect_err("a selection that does not fit must fail");
+            assert!(err.to_string().contains(&file.path), "{err}");
+        }
     }
 }

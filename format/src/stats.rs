@@ -1,8 +1,10 @@
-//! Per-file column statistics, taken from the footer the Parquet writer produced.
+//! Per-file and per-row-group column statistics, taken from the footer the Parquet
+//! writer produced.
 //!
 //! The writer already computed min / max / null count per column chunk; reading them back
 //! from the `ParquetMetaData` that `ArrowWriter` returns costs nothing and gives exactly
-//! what readers of the file will see. Row-group values are reduced to one bound per file.
+//! what readers of the file will see. Row-group values are reduced to one bound per file,
+//! and kept as they are per row group when the file has more than one.
 //! Bounds stay bounds: parquet-rs truncates long string minimums to a prefix and
 //! increments truncated maximums, so both still enclose every value.
 
@@ -15,11 +17,20 @@ use datafusion::common::ScalarValue;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::file::metadata::ParquetMetaData;
 
-use crate::datafile::ColumnStats;
+use crate::datafile::{ColumnStats, RowGroupStats};
 use crate::error::{Error, Result};
 use crate::manifest::is_stats_type;
 
-/// Min / max / null count per column of `file_schema`, reduced over all row groups.
+/// Statistics of one written file: per column, and per row group when it has several.
+pub(crate) struct FileStats {
+    /// Min / max / null count per column, reduced over all row groups.
+    pub columns: BTreeMap<String, ColumnStats>,
+    /// The same per row group; empty when the file has one row group.
+    pub row_groups: Vec<RowGroupStats>,
+}
+
+/// Min / max / null count per column of `file_schema`, for the file and (when it has
+/// more than one) for each row group.
 ///
 /// Only types the manifest keeps bounds for ([`is_stats_type`]) get bounds; other
 /// columns get their null count with unknown bounds. Nested columns are skipped.
@@ -27,13 +38,27 @@ pub(crate) fn file_column_stats(
     metadata: &ParquetMetaData,
     file_schema: &Schema,
     path: &str,
-) -> Result<BTreeMap<String, ColumnStats>> {
+) -> Result<FileStats> {
     let parquet_schema = metadata.file_metadata().schema_descr();
     let row_groups = metadata.row_groups();
     let rows_per_group: Vec<u64> = row_groups
         .iter()
         .map(|rg| u64::try_from(rg.num_rows()).unwrap_or(0))
         .collect();
+    let per_group = row_groups.len() > 1;
+    let mut groups: Vec<RowGroupStats> = if per_group {
+        row_groups
+            .iter()
+            .zip(&rows_per_group)
+            .map(|(rg, rows)| RowGroupStats {
+                num_rows: *rows,
+                size_bytes: u64::try_from(rg.compressed_size()).unwrap_or(0),
+                column_stats: BTreeMap::new(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut out = BTreeMap::new();
     for field in file_schema.fields() {
         if field.data_type().is_nested() {
@@ -50,18 +75,40 @@ pub(crate) fn file_column_stats(
         let null_count = sum_known(&null_counts);
         let unknown = ScalarValue::try_from(field.data_type())
             .map_err(|e| Error::datafusion(format!("typing statistics of {path}"), e))?;
-        let (min, max) = if is_stats_type(field.data_type()) {
+        let bounds = if is_stats_type(field.data_type()) {
             let mins = converter
                 .row_group_mins(row_groups.iter())
                 .map_err(|e| Error::parquet(path, e))?;
             let maxes = converter
                 .row_group_maxes(row_groups.iter())
                 .map_err(|e| Error::parquet(path, e))?;
+            Some((mins, maxes))
+        } else {
+            None
+        };
+        for (i, group) in groups.iter_mut().enumerate() {
+            // A null bound is an unknown one (or an all-null group, which pruning also
+            // reads from the null count); a typed null says so.
+            let bound = |array: Option<&ArrayRef>| match array {
+                Some(a) => ScalarValue::try_from_array(a, i)
+                    .map_err(|e| Error::datafusion(format!("reading statistics of {path}"), e)),
+                None => Ok(unknown.clone()),
+            };
+            group.column_stats.insert(
+                field.name().clone(),
+                ColumnStats {
+                    min: bound(bounds.as_ref().map(|b| &b.0))?,
+                    max: bound(bounds.as_ref().map(|b| &b.1))?,
+                    null_count: null_counts.is_valid(i).then(|| null_counts.value(i)),
+                },
+            );
+        }
+        let (min, max) = if let Some((mins, maxes)) = &bounds {
             (
-                reduce(&mins, &null_counts, &rows_per_group, Ordering::Less, path)?
+                reduce(mins, &null_counts, &rows_per_group, Ordering::Less, path)?
                     .unwrap_or_else(|| unknown.clone()),
                 reduce(
-                    &maxes,
+                    maxes,
                     &null_counts,
                     &rows_per_group,
                     Ordering::Greater,
@@ -81,7 +128,10 @@ pub(crate) fn file_column_stats(
             },
         );
     }
-    Ok(out)
+    Ok(FileStats {
+        columns: out,
+        row_groups: groups,
+    })
 }
 
 /// Sum of null counts, `None` if any row group's count is unknown.

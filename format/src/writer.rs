@@ -797,7 +797,7 @@ impl OpenFile {
         let sink = self.writer.inner_mut();
         sink.finish().map_err(|e| Error::parquet(&path, e.into()))?;
         let size_bytes = sink.written;
-        let column_stats = file_column_stats(&metadata, &plan.file_schema, &path)?;
+        let stats = file_column_stats(&metadata, &plan.file_schema, &path)?;
         let mut index_values = BTreeMap::new();
         for ((name, _, converter), distinct) in plan.index.iter().zip(self.index) {
             let mut sorted: Vec<Box<[u8]>> = distinct.into_iter().collect();
@@ -817,7 +817,8 @@ impl OpenFile {
             bucket: self.bucket,
             num_rows: self.rows,
             size_bytes,
-            column_stats,
+            column_stats: stats.columns,
+            row_groups: stats.row_groups,
             index_values,
         })
     }

@@ -13,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use datafusion::common::ScalarValue;
 
 use super::*;
-use crate::datafile::{ColumnStats, DataFile};
+use crate::datafile::{ColumnStats, DataFile, RowGroupStats};
 
 fn testdata(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -104,6 +104,7 @@ fn data_files() -> Vec<DataFile> {
                 ("sched".into(), stats(ts(1_763_683_200_000_000), ts(1_763_769_540_000_000), 0)),
                 ("tailnum".into(), stats(ScalarValue::from("N10156"), ScalarValue::from("N9EAMQ"), 2)),
             ]),
+            row_groups: Vec::new(),
             index_values: BTreeMap::new(),
         },
         DataFile {
@@ -119,6 +120,7 @@ fn data_files() -> Vec<DataFile> {
                 ("sched".into(), ColumnStats { min: ts(5), max: ts(5), null_count: None }),
                 ("tailnum".into(), stats(ScalarValue::from("a/b c"), ScalarValue::from("a/b c"), 0)),
             ]),
+            row_groups: Vec::new(),
             index_values: BTreeMap::new(),
         },
     ]
@@ -132,6 +134,7 @@ fn assert_same_files(actual: &[DataFile], expected: &[DataFile]) {
         assert_eq!(a.bucket, e.bucket);
         assert_eq!((a.num_rows, a.size_bytes), (e.num_rows, e.size_bytes));
         assert_eq!(a.column_stats, e.column_stats, "{}", a.path);
+        assert_eq!(a.row_groups, e.row_groups, "{}", a.path);
     }
 }
 
@@ -192,11 +195,119 @@ fn segment_v1_golden_decodes_to_the_same_files() {
     );
 }
 
+/// The golden files plus row-group statistics on the first file: two row groups, the
+/// second with a column whose bounds are unknown and a column with no statistics at all.
+fn data_files_with_row_groups() -> Vec<DataFile> {
+    let mut files = data_files();
+    let first = &mut files[0];
+    let mut low = first.column_stats.clone();
+    low.insert(
+        "flight".into(),
+        ColumnStats {
+            min: ScalarValue::Int64(Some(1)),
+            max: ScalarValue::Int64(Some(3000)),
+            null_count: Some(0),
+        },
+    );
+    let mut high = first.column_stats.clone();
+    high.insert(
+        "flight".into(),
+        ColumnStats {
+            min: ScalarValue::Int64(Some(3001)),
+            max: ScalarValue::Int64(Some(6181)),
+            null_count: Some(0),
+        },
+    );
+    high.insert(
+        "dep_delay".into(),
+        ColumnStats {
+            min: ScalarValue::Float64(None),
+            max: ScalarValue::Float64(None),
+            null_count: None,
+        },
+    );
+    high.remove("fare");
+    first.row_groups = vec![
+        RowGroupStats {
+            num_rows: 600,
+            size_bytes: 30000,
+            column_stats: low,
+        },
+        RowGroupStats {
+            num_rows: 400,
+            size_bytes: 20000,
+            column_stats: high,
+        },
+    ];
+    files
+}
+
+#[test]
+fn segment_v1_with_row_groups_golden_decodes_to_the_same_files() {
+    let golden = testdata("segment-v1-row-groups.parquet");
+    if bless() {
+        let bytes = encode_segment(&data_files_with_row_groups(), &schema(), &layout()).unwrap();
+        std::fs::write(&golden, &bytes).unwrap();
+    }
+    let bytes = Bytes::from(std::fs::read(&golden).unwrap());
+    let list = decode_segment(bytes, schema(), &layout(), "segment-v1-row-groups.parquet").unwrap();
+    let files = list.data_files().unwrap();
+    let mut expected = data_files_with_row_groups();
+    // A column without statistics in a row group reads back as unknown bounds.
+    let fare = expected[0].row_groups[1].column_stats.entry("fare".into());
+    fare.or_insert(ColumnStats {
+        min: ScalarValue::Decimal128(None, 10, 2),
+        max: ScalarValue::Decimal128(None, 10, 2),
+        null_count: None,
+    });
+    assert_same_files(&files, &expected);
+    assert_eq!(files[0].row_groups.len(), 2);
+    assert!(files[1].row_groups.is_empty());
+}
+
+#[test]
+fn segments_without_multi_row_group_files_have_no_row_groups_column() {
+    // Keeps segments of such datasets exactly as before the column existed.
+    let bytes = encode_segment(&data_files(), &schema(), &layout()).unwrap();
+    let list = decode_segment(bytes, schema(), &layout(), "x").unwrap();
+    assert!(list.record_batch().column_by_name("row_groups").is_none());
+    let bytes = encode_segment(&data_files_with_row_groups(), &schema(), &layout()).unwrap();
+    let list = decode_segment(bytes, schema(), &layout(), "x").unwrap();
+    assert!(list.record_batch().column_by_name("row_groups").is_some());
+}
+
+#[test]
+fn a_segment_with_malformed_row_groups_is_corrupt() {
+    let bytes = encode_segment(&data_files(), &schema(), &layout()).unwrap();
+    let list = decode_segment(bytes, schema(), &layout(), "x").unwrap();
+    let batch = list.record_batch();
+    let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
+    let mut columns = batch.columns().to_vec();
+    fields.push(Arc::new(Field::new("row_groups", DataType::Int64, false)));
+    columns.push(Arc::new(arrow::array::Int64Array::from(vec![1, 2])));
+    let bad =
+        arrow::record_batch::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let bytes = segment::write_parquet(bad).unwrap();
+    let err = decode_segment(bytes, schema(), &layout(), "s.parquet").unwrap_err();
+    assert!(
+        matches!(err, crate::Error::CorruptManifest { .. })
+            && err.to_string().contains("row_groups"),
+        "{err}"
+    );
+}
+
 #[test]
 fn segment_round_trips_through_encode_and_decode() {
     let bytes = encode_segment(&data_files(), &schema(), &layout()).unwrap();
     let list = decode_segment(bytes, schema(), &layout(), "x").unwrap();
     assert_same_files(&list.data_files().unwrap(), &data_files());
+    let bytes = encode_segment(&data_files_with_row_groups(), &schema(), &layout()).unwrap();
+    let list = decode_segment(bytes, schema(), &layout(), "x").unwrap();
+    let back = list.data_files().unwrap();
+    assert_eq!(
+        back[0].row_groups[0],
+        data_files_with_row_groups()[0].row_groups[0]
+    );
     let summary = summarize(&data_files(), &schema(), &layout()).unwrap();
     assert_eq!(summary.partition_min[0], ScalarValue::from("JFK"));
     assert_eq!(summary.partition_null_count, vec![1, 0]);

@@ -7,13 +7,21 @@
 //! struct columns let the planner hand min/max arrays straight to DataFusion's pruning
 //! without opening a data file's footer. A segment written before a column was added
 //! simply lacks that column's statistics, which readers treat as unknown.
+//!
+//! `row_groups` (present only when some listed file has more than one row group) is a
+//! list per file of structs `{num_rows, size_bytes, min, max, null_count}`, the same
+//! statistics per row group, empty for a file with one row group. The planner turns them
+//! into row-group hints for read tasks. The column is optional, so the format version is
+//! unchanged: segments without it (all written before it existed) read as "no row-group
+//! statistics", and a reader that does not know the column ignores it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, ListArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
 };
+use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use bytes::Bytes;
 use datafusion::common::ScalarValue;
@@ -23,7 +31,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::SegmentSummary;
-use crate::datafile::{ColumnStats, DataFile};
+use crate::datafile::{ColumnStats, DataFile, RowGroupStats};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -244,63 +252,118 @@ fn segment_batch(files: &[DataFile], schema: &Schema, layout: &Layout) -> Result
     )));
 
     let sfields = stats_fields(schema, layout);
-    if !sfields.is_empty() {
-        let bound = |pick: fn(&ColumnStats) -> &ScalarValue| -> Result<ArrayRef> {
-            let children = sfields
-                .iter()
-                .map(|field| {
-                    let values = files
-                        .iter()
-                        .map(|f| match f.column_stats.get(field.name()) {
-                            Some(s) => typed(pick(s), field.data_type()),
-                            None => typed(&ScalarValue::Null, field.data_type()),
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    to_array(values, field.data_type())
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Arc::new(StructArray::new(
-                Fields::from(sfields.clone()),
-                children,
-                None,
-            )))
-        };
-        let struct_type = DataType::Struct(Fields::from(sfields.clone()));
-        fields.push(Field::new("min", struct_type.clone(), false));
-        columns.push(bound(|s| &s.min)?);
-        fields.push(Field::new("max", struct_type, false));
-        columns.push(bound(|s| &s.max)?);
+    let file_stats: Vec<&BTreeMap<String, ColumnStats>> =
+        files.iter().map(|f| &f.column_stats).collect();
+    for (field, column) in stats_columns(&file_stats, &sfields)? {
+        fields.push(field);
+        columns.push(column);
+    }
 
-        let count_fields: Vec<Arc<Field>> = sfields
-            .iter()
-            .map(|f| Arc::new(Field::new(f.name(), DataType::UInt64, true)))
-            .collect();
-        let counts = count_fields
-            .iter()
-            .map(|field| {
-                Arc::new(UInt64Array::from_iter(files.iter().map(|f| {
-                    f.column_stats.get(field.name()).and_then(|s| s.null_count)
-                }))) as ArrayRef
-            })
-            .collect();
-        fields.push(Field::new(
-            "null_count",
-            DataType::Struct(Fields::from(count_fields.clone())),
-            false,
-        ));
-        columns.push(Arc::new(StructArray::new(
-            Fields::from(count_fields),
-            counts,
+    if files.iter().any(|f| !f.row_groups.is_empty()) {
+        let groups: Vec<&RowGroupStats> = files.iter().flat_map(|f| &f.row_groups).collect();
+        let mut group_fields = vec![
+            Arc::new(Field::new("num_rows", DataType::UInt64, false)),
+            Arc::new(Field::new("size_bytes", DataType::UInt64, false)),
+        ];
+        let mut group_columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(
+                groups.iter().map(|g| g.num_rows),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                groups.iter().map(|g| g.size_bytes),
+            )),
+        ];
+        let group_stats: Vec<&BTreeMap<String, ColumnStats>> =
+            groups.iter().map(|g| &g.column_stats).collect();
+        for (field, column) in stats_columns(&group_stats, &sfields)? {
+            group_fields.push(Arc::new(field));
+            group_columns.push(column);
+        }
+        let values = StructArray::try_new(Fields::from(group_fields), group_columns, None)
+            .map_err(|e| Error::arrow("building row-group statistics", e))?;
+        let item = Arc::new(Field::new("item", values.data_type().clone(), false));
+        let list = ListArray::try_new(
+            item,
+            OffsetBuffer::from_lengths(files.iter().map(|f| f.row_groups.len())),
+            Arc::new(values),
             None,
-        )));
+        )
+        .map_err(|e| Error::arrow("building row-group statistics", e))?;
+        fields.push(Field::new(ROW_GROUPS, list.data_type().clone(), false));
+        columns.push(Arc::new(list));
     }
 
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::arrow("building a segment", e))
 }
 
+/// Name of the optional per-file list of row-group statistics.
+const ROW_GROUPS: &str = "row_groups";
+
+/// The `min`, `max` and `null_count` struct columns (fields and arrays) for one container
+/// per entry of `stats`, over the data columns `sfields`; none when there are no such
+/// columns.
+fn stats_columns(
+    stats: &[&BTreeMap<String, ColumnStats>],
+    sfields: &[Arc<Field>],
+) -> Result<Vec<(Field, ArrayRef)>> {
+    if sfields.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bound = |pick: fn(&ColumnStats) -> &ScalarValue| -> Result<ArrayRef> {
+        let children = sfields
+            .iter()
+            .map(|field| {
+                let values = stats
+                    .iter()
+                    .map(|s| match s.get(field.name()) {
+                        Some(s) => typed(pick(s), field.data_type()),
+                        None => typed(&ScalarValue::Null, field.data_type()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                to_array(values, field.data_type())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(StructArray::new(
+            Fields::from(sfields.to_vec()),
+            children,
+            None,
+        )))
+    };
+    let struct_type = DataType::Struct(Fields::from(sfields.to_vec()));
+    let count_fields: Vec<Arc<Field>> = sfields
+        .iter()
+        .map(|f| Arc::new(Field::new(f.name(), DataType::UInt64, true)))
+        .collect();
+    let counts = count_fields
+        .iter()
+        .map(|field| {
+            Arc::new(UInt64Array::from_iter(
+                stats
+                    .iter()
+                    .map(|s| s.get(field.name()).and_then(|s| s.null_count)),
+            )) as ArrayRef
+        })
+        .collect();
+    Ok(vec![
+        (
+            Field::new("min", struct_type.clone(), false),
+            bound(|s| &s.min)?,
+        ),
+        (Field::new("max", struct_type, false), bound(|s| &s.max)?),
+        (
+            Field::new(
+                "null_count",
+                DataType::Struct(Fields::from(count_fields.clone())),
+                false,
+            ),
+            Arc::new(StructArray::new(Fields::from(count_fields), counts, None)),
+        ),
+    ])
+}
+
 /// A batch as zstd Parquet bytes.
-fn write_parquet(batch: RecordBatch) -> Result<Bytes> {
+pub(super) fn write_parquet(batch: RecordBatch) -> Result<Bytes> {
     let segment_schema = batch.schema();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -377,6 +440,28 @@ impl FileList {
             .is_some_and(|c| c.null_count() > 0)
         {
             return Err(corrupt("a file path is null".to_string()));
+        }
+        if let Some(column) = batch.column_by_name(ROW_GROUPS) {
+            let groups = column
+                .as_any()
+                .downcast_ref::<ListArray>()
+                .and_then(|l| l.values().as_any().downcast_ref::<StructArray>())
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "column {ROW_GROUPS} has type {}, expected a list of structs",
+                        column.data_type()
+                    ))
+                })?;
+            for name in ["num_rows", "size_bytes"] {
+                match groups.column_by_name(name) {
+                    Some(c) if c.data_type() == &DataType::UInt64 && c.null_count() == 0 => {}
+                    _ => {
+                        return Err(corrupt(format!(
+                            "{ROW_GROUPS} lacks a non-null UInt64 {name}"
+                        )));
+                    }
+                }
+            }
         }
         Ok(FileList {
             batch,
@@ -473,25 +558,54 @@ impl FileList {
                 })?;
             partition_values.push(scalar(&array)?);
         }
-        let mut column_stats = BTreeMap::new();
-        for field in self.schema.fields() {
-            let (Some(min), Some(max)) =
-                (self.min_values(field.name()), self.max_values(field.name()))
-            else {
-                continue;
+        let struct_column = |name: &str| {
+            self.batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+        };
+        let column_stats = stats_at(
+            &self.schema,
+            [
+                struct_column("min"),
+                struct_column("max"),
+                struct_column("null_count"),
+            ],
+            i,
+        )?;
+        let mut row_groups = Vec::new();
+        if let Some(list) = self
+            .batch
+            .column_by_name(ROW_GROUPS)
+            .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+        {
+            // FileList::new checked the list's shape and its two count columns.
+            let groups = list.values().as_any().downcast_ref::<StructArray>();
+            let counts = |name: &str| {
+                groups
+                    .and_then(|g| g.column_by_name(name))
+                    .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
             };
-            let null_count = self.null_counts(field.name()).and_then(|a| {
-                let a = a.as_any().downcast_ref::<UInt64Array>()?;
-                a.is_valid(i).then(|| a.value(i))
-            });
-            column_stats.insert(
-                field.name().clone(),
-                ColumnStats {
-                    min: scalar(&min)?,
-                    max: scalar(&max)?,
-                    null_count,
-                },
-            );
+            let (Some(num_rows), Some(size_bytes)) = (counts("num_rows"), counts("size_bytes"))
+            else {
+                unreachable!("{ROW_GROUPS} checked in FileList::new")
+            };
+            let child = |name: &str| {
+                groups
+                    .and_then(|g| g.column_by_name(name))
+                    .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+            };
+            let offsets = list.value_offsets();
+            for j in offsets[i] as usize..offsets[i + 1] as usize {
+                row_groups.push(RowGroupStats {
+                    num_rows: num_rows.value(j),
+                    size_bytes: size_bytes.value(j),
+                    column_stats: stats_at(
+                        &self.schema,
+                        [child("min"), child("max"), child("null_count")],
+                        j,
+                    )?,
+                });
+            }
         }
         let buckets = self.buckets();
         Ok(DataFile {
@@ -501,6 +615,7 @@ impl FileList {
             num_rows: self.num_rows().value(i),
             size_bytes: self.size_bytes().value(i),
             column_stats,
+            row_groups,
             index_values: BTreeMap::new(),
         })
     }
@@ -509,6 +624,43 @@ impl FileList {
     pub fn data_files(&self) -> Result<Vec<DataFile>> {
         (0..self.len()).map(|i| self.data_file(i)).collect()
     }
+}
+
+/// The statistics of container `i` from `[min, max, null_count]` structs (each absent
+/// when no column has statistics), for every column of `schema` with bounds.
+fn stats_at(
+    schema: &Schema,
+    [min, max, null_count]: [Option<&StructArray>; 3],
+    i: usize,
+) -> Result<BTreeMap<String, ColumnStats>> {
+    let scalar = |array: &ArrayRef| {
+        ScalarValue::try_from_array(array, i)
+            .map_err(|e| Error::datafusion("reading a segment value", e))
+    };
+    let mut column_stats = BTreeMap::new();
+    for field in schema.fields() {
+        let (Some(min), Some(max)) = (
+            min.and_then(|s| s.column_by_name(field.name())),
+            max.and_then(|s| s.column_by_name(field.name())),
+        ) else {
+            continue;
+        };
+        let null_count = null_count
+            .and_then(|s| s.column_by_name(field.name()))
+            .and_then(|a| {
+                let a = a.as_any().downcast_ref::<UInt64Array>()?;
+                a.is_valid(i).then(|| a.value(i))
+            });
+        column_stats.insert(
+            field.name().clone(),
+            ColumnStats {
+                min: scalar(min)?,
+                max: scalar(max)?,
+                null_count,
+            },
+        );
+    }
+    Ok(column_stats)
 }
 
 /// The version-file summary of a segment listing `files` (path left empty).
