@@ -284,6 +284,7 @@ fn data_file(dir: &str, value: &ScalarValue, p: u32, j: u32, bucket_offset: u32)
         num_rows,
         size_bytes: num_rows * 24 + 4096,
         column_stats,
+        row_groups: Vec::new(),
         index_values: BTreeMap::new(),
     }
 }

@@ -19,8 +19,11 @@ pub struct ExplainTask {
     pub files: u64,
     /// Rows in those files (before filtering).
     pub rows: u64,
-    /// Bytes of those files.
+    /// Bytes of those files (less the row groups it skips).
     pub bytes: u64,
+    /// Row groups it reads (a file without a row-group hint counts as one).
+    #[serde(default)]
+    pub row_groups: u64,
     /// Its predicate.
     pub predicate: Option<String>,
 }
@@ -57,6 +60,7 @@ impl Explain {
                     files: t.files.len() as u64,
                     rows: t.num_rows(),
                     bytes: t.size_bytes(),
+                    row_groups: t.num_row_groups(),
                     predicate: t.predicate.clone(),
                 })
                 .collect(),
@@ -79,6 +83,7 @@ fn step_name(step: PruneStepKind) -> &'static str {
         PruneStepKind::Buckets => "buckets",
         PruneStepKind::Indices => "indices",
         PruneStepKind::Statistics => "statistics",
+        PruneStepKind::RowGroups => "row groups",
     }
 }
 
@@ -108,7 +113,7 @@ impl fmt::Display for Explain {
         )?;
         writeln!(f, "pruning:")?;
         for s in &self.steps {
-            writeln!(
+            write!(
                 f,
                 "  {:<11} {:>9} -> {:<9} files  {:>10} -> {:<10}",
                 step_name(s.step),
@@ -117,15 +122,20 @@ impl fmt::Display for Explain {
                 human_bytes(s.bytes_before),
                 human_bytes(s.bytes_after)
             )?;
+            match (s.row_groups_before, s.row_groups_after) {
+                (Some(before), Some(after)) => writeln!(f, " {before:>9} -> {after} row groups")?,
+                _ => writeln!(f)?,
+            }
         }
         writeln!(f, "tasks: {}", self.tasks.len())?;
         for t in &self.tasks {
             writeln!(
                 f,
-                "  #{:<4} {:<30} {:>6} files {:>10} rows {:>10}",
+                "  #{:<4} {:<30} {:>6} files {:>6} row groups {:>10} rows {:>10}",
                 t.index,
                 t.label,
                 t.files,
+                t.row_groups,
                 t.rows,
                 human_bytes(t.bytes)
             )?;
@@ -150,6 +160,8 @@ mod tests {
                 bytes_before: 10 << 20,
                 files_after: 2,
                 bytes_after: 2 << 20,
+                row_groups_before: None,
+                row_groups_after: None,
             }],
             tasks: vec![ExplainTask {
                 index: 0,
@@ -157,6 +169,7 @@ mod tests {
                 files: 2,
                 rows: 100,
                 bytes: 2 << 20,
+                row_groups: 2,
                 predicate: Some("a = 1".into()),
             }],
         };

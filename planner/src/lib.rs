@@ -4,7 +4,8 @@
 //! - [`Predicate`]: SQL boolean text (or kartothek-style [`Dnf`]) parsed and type-checked
 //!   against the dataset schema with DataFusion; errors name the column and position.
 //! - [`prune`]: the files that may match, through segment summaries, partition values,
-//!   buckets, secondary indices and per-file statistics, with counts per step.
+//!   buckets, secondary indices and per-file statistics, then the row groups of each
+//!   ([`RowGroupHint`]) from per-row-group statistics, with counts per step.
 //! - [`plan_read`]: read tasks (one per file, grouped by size, one per partition value,
 //!   or a region x sample grid as TileDB-VCF's `read_dask`); [`Explain`] renders a plan.
 //! - [`list_inputs`], [`infer_schema`], [`split_inputs`], [`read_split`] and
@@ -38,6 +39,7 @@ mod predicate;
 mod prune;
 mod read_plan;
 mod regions;
+mod row_groups;
 mod write_plan;
 
 pub use error::{Error, Position, Result};
@@ -50,6 +52,7 @@ pub use predicate::{Dnf, DnfTerm, Op, Predicate};
 pub use prune::{PruneStep, PruneStepKind, Pruned, prune};
 pub use read_plan::{ReadOptions, ReadPlan, ReadTask, RegionSample, TaskFile, plan_read};
 pub use regions::{Region, merge_regions, parse_bed, split_regions};
+pub use row_groups::RowGroupHint;
 pub use write_plan::{
     SchemaField, Stage, StageKind, WriteOptions, WritePlan, WriteTask, plan_write, reduce_task_for,
     schema_from_fields, schema_to_fields, staging_dir, staging_piece_path,

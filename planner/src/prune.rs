@@ -12,7 +12,10 @@
 //!    values. A file the index files do not mention at all is kept (it may predate the
 //!    index), so the step is safe whatever the index covers;
 //! 5. **statistics**: per-file min / max / null count of data columns (and partition
-//!    values again) through [`PruningPredicate`].
+//!    values again) through [`PruningPredicate`];
+//! 6. **row groups**: per-row-group statistics of the files left, where the manifest has
+//!    them, give each file a [`RowGroupHint`]; a file none of whose row groups can match
+//!    is dropped (see [`crate::row_groups`]).
 //!
 //! The statistics come straight from the segment's typed arrays ([`FileList`]); a
 //! [`DataFile`] is built only for the files that survive.
@@ -33,6 +36,7 @@ use terrace_format::{DataFile, Dataset, FileList, Layout, SegmentSummary, bucket
 
 use crate::error::{Error, Result};
 use crate::predicate::Predicate;
+use crate::row_groups::{RowGroupHint, row_group_hints};
 
 /// The pruning steps, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +52,8 @@ pub enum PruneStepKind {
     Indices,
     /// Per-file min / max / null statistics.
     Statistics,
+    /// Per-row-group statistics (row-group hints).
+    RowGroups,
 }
 
 /// Files and bytes before and after one pruning step.
@@ -63,6 +69,13 @@ pub struct PruneStep {
     pub files_after: u64,
     /// Bytes after the step.
     pub bytes_after: u64,
+    /// Row groups before the step (the row-group step only; a file without row-group
+    /// statistics counts as one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_groups_before: Option<u64>,
+    /// Row groups after the step (the row-group step only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_groups_after: Option<u64>,
 }
 
 /// The files left after pruning, and what each step removed.
@@ -70,6 +83,8 @@ pub struct PruneStep {
 pub struct Pruned {
     /// Files that may hold matching rows, in manifest order.
     pub files: Vec<DataFile>,
+    /// One per file: the row groups to read (`None`: the whole file).
+    pub row_groups: Vec<Option<RowGroupHint>>,
     /// One entry per step, in order.
     pub steps: Vec<PruneStep>,
 }
@@ -80,7 +95,7 @@ struct Counter {
     bytes: u64,
 }
 
-struct Steps([(Counter, Counter); 5]);
+struct Steps([(Counter, Counter); 6]);
 
 impl Steps {
     fn record(&mut self, step: usize, before: Counter, after: Counter) {
@@ -99,6 +114,7 @@ impl Steps {
             K::Buckets,
             K::Indices,
             K::Statistics,
+            K::RowGroups,
         ]
         .into_iter()
         .zip(self.0)
@@ -108,6 +124,8 @@ impl Steps {
             bytes_before: before.bytes,
             files_after: after.files,
             bytes_after: after.bytes,
+            row_groups_before: None,
+            row_groups_after: None,
         })
         .collect()
     }
@@ -123,7 +141,7 @@ pub async fn prune(dataset: &Dataset, predicate: Option<&Predicate>) -> Result<P
         Some(p) => Some(Pruner::new(p, Arc::clone(&schema), &layout)?),
         None => None,
     };
-    let mut steps = Steps([(Counter::default(), Counter::default()); 5]);
+    let mut steps = Steps([(Counter::default(), Counter::default()); 6]);
 
     // Step 1 needs only the version file.
     let segments = snapshot.segments();
@@ -208,9 +226,47 @@ pub async fn prune(dataset: &Dataset, predicate: Option<&Predicate>) -> Result<P
             }
         }
     }
+
+    // Step 6 over the files left, all segments at once.
+    let before = Counter {
+        files: files.len() as u64,
+        bytes: files.iter().map(|f| f.size_bytes).sum(),
+    };
+    let groups_in = |f: &DataFile| f.row_groups.len().max(1) as u64;
+    let groups_before: u64 = files.iter().map(groups_in).sum();
+    let hints = match &pruner {
+        Some(p) => row_group_hints(p, &files, &schema, &layout)?,
+        None => vec![None; files.len()],
+    };
+    let mut row_groups = Vec::with_capacity(files.len());
+    let mut kept = Vec::with_capacity(files.len());
+    let (mut after, mut groups_after) = (Counter::default(), 0);
+    for (file, hint) in files.into_iter().zip(hints) {
+        match &hint {
+            Some(h) if h.read.is_empty() => continue,
+            Some(h) => {
+                after.bytes += h.bytes;
+                groups_after += h.read.len() as u64;
+            }
+            None => {
+                after.bytes += file.size_bytes;
+                groups_after += groups_in(&file);
+            }
+        }
+        after.files += 1;
+        kept.push(file);
+        row_groups.push(hint);
+    }
+    steps.record(5, before, after);
+    let mut steps = steps.finish();
+    if let Some(step) = steps.last_mut() {
+        step.row_groups_before = Some(groups_before);
+        step.row_groups_after = Some(groups_after);
+    }
     Ok(Pruned {
-        files,
-        steps: steps.finish(),
+        files: kept,
+        row_groups,
+        steps,
     })
 }
 

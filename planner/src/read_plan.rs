@@ -18,29 +18,27 @@
 //! canonical text), which a worker turns back into [`DataFile`]s with
 //! [`ReadTask::data_files`].
 //!
-//! Row groups: tasks carry no row-group hints yet (the issue asks for them). The manifest
-//! keeps statistics per file, not per row group, and planning opens no data file, so the
-//! planner has nothing to choose row groups from; the worker prunes row groups and pages
-//! from each file's footer and page index (DataFusion's Parquet scan), which it reads
-//! anyway before decoding. Hints would need per-row-group statistics in the segments.
+//! Row groups: a file the manifest has row-group statistics for carries a
+//! [`RowGroupHint`] (chosen by pruning with the task's own predicate, so a region x
+//! sample task names only the row groups of its share); [`ReadTask::scan_request`]
+//! hands the hints to the reader, which then fetches only those row groups.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, UInt64Array};
 use arrow::datatypes::{DataType, Schema};
-use datafusion::common::pruning::PruningStatistics;
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, col, lit};
 use serde::{Deserialize, Serialize};
 use terrace_format::{
-    DataFile, Dataset, Layout, partition_value_from_str, partition_value_to_string,
+    DataFile, Dataset, Layout, ScanRequest, partition_value_from_str, partition_value_to_string,
 };
 
 use crate::error::{Error, Result};
 use crate::predicate::Predicate;
 use crate::prune::{PruneStep, Pruner, prune};
 use crate::regions::{Region, merge_regions, split_regions};
+use crate::row_groups::{Container, ContainerStatistics, RowGroupHint, row_group_hints};
 
 /// A data file as a task carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +53,9 @@ pub struct TaskFile {
     pub num_rows: u64,
     /// Bytes of the file.
     pub size_bytes: u64,
+    /// The row groups to read (`None`: the whole file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_groups: Option<RowGroupHint>,
 }
 
 impl TaskFile {
@@ -72,7 +73,26 @@ impl TaskFile {
             bucket: file.bucket,
             num_rows: file.num_rows,
             size_bytes: file.size_bytes,
+            row_groups: None,
         })
+    }
+
+    /// The same file, reading only the row groups `hint` names.
+    pub fn with_row_groups(mut self, hint: Option<RowGroupHint>) -> TaskFile {
+        self.row_groups = hint;
+        self
+    }
+
+    /// Rows the task reads from the file before filtering (those of its row groups).
+    pub fn rows_to_read(&self) -> u64 {
+        self.row_groups.as_ref().map_or(self.num_rows, |h| h.rows)
+    }
+
+    /// Bytes the task reads from the file (less the row groups it skips).
+    pub fn bytes_to_read(&self) -> u64 {
+        self.row_groups
+            .as_ref()
+            .map_or(self.size_bytes, |h| h.bytes)
     }
 
     /// Back to a [`DataFile`] (without statistics) for a dataset with `schema` and `layout`.
@@ -106,6 +126,7 @@ impl TaskFile {
             num_rows: self.num_rows,
             size_bytes: self.size_bytes,
             column_stats: BTreeMap::new(),
+            row_groups: Vec::new(),
             index_values: BTreeMap::new(),
         })
     }
@@ -131,14 +152,23 @@ pub struct ReadTask {
 }
 
 impl ReadTask {
-    /// Rows listed in the task's files (before filtering).
+    /// Rows the task reads before filtering: its files' rows, or those of the row groups
+    /// its hints name.
     pub fn num_rows(&self) -> u64 {
-        self.files.iter().map(|f| f.num_rows).sum()
+        self.files.iter().map(TaskFile::rows_to_read).sum()
     }
 
-    /// Bytes of the task's files.
+    /// Bytes the task reads: its files' bytes less the row groups its hints skip.
     pub fn size_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size_bytes).sum()
+        self.files.iter().map(TaskFile::bytes_to_read).sum()
+    }
+
+    /// Row groups the task reads (a file without a hint counts as one).
+    pub fn num_row_groups(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| f.row_groups.as_ref().map_or(1, |h| h.read.len() as u64))
+            .sum()
     }
 
     /// The task's predicate parsed and checked against `schema`.
@@ -155,6 +185,28 @@ impl ReadTask {
             .iter()
             .map(|f| f.to_data_file(schema, layout))
             .collect()
+    }
+
+    /// What a worker reads for this task: its files, its row-group hints, `projection`
+    /// (the task's own when `None`) and its predicate, parsed against `schema`.
+    pub fn scan_request(
+        &self,
+        schema: &Schema,
+        layout: &Layout,
+        projection: Option<Vec<String>>,
+        batch_size: usize,
+    ) -> Result<ScanRequest> {
+        Ok(ScanRequest {
+            files: self.data_files(schema, layout)?,
+            projection: projection.or_else(|| self.projection.clone()),
+            predicate: self.parse_predicate(schema)?.map(|p| p.expr().clone()),
+            batch_size,
+            row_groups: self
+                .files
+                .iter()
+                .filter_map(|f| Some((f.path.clone(), f.row_groups.as_ref()?.selection())))
+                .collect(),
+        })
     }
 }
 
@@ -227,19 +279,14 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
             "dispatch_by and region x sample partitioning cannot be combined",
         ));
     }
-    let task = |label: String, predicate: Option<&Predicate>, files: &[DataFile]| {
-        Ok::<_, Error>(ReadTask {
-            index: 0,
-            label,
-            dataset: dataset.location().to_string(),
-            version: snapshot.version(),
-            projection: options.projection.clone(),
-            predicate: predicate.map(|p| p.sql().to_string()),
-            files: files
-                .iter()
-                .map(TaskFile::from_data_file)
-                .collect::<Result<_>>()?,
-        })
+    let task = |label: String, predicate: Option<&Predicate>, files: Vec<TaskFile>| ReadTask {
+        index: 0,
+        label,
+        dataset: dataset.location().to_string(),
+        version: snapshot.version(),
+        projection: options.projection.clone(),
+        predicate: predicate.map(|p| p.sql().to_string()),
+        files,
     };
 
     let mut tasks = Vec::new();
@@ -274,14 +321,20 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
                 tasks.push(task(
                     format!("region {r}/{r_count} x sample {s}/{s_count}"),
                     Some(&p),
-                    &files,
-                )?);
+                    files,
+                ));
             }
         }
         (pruned.steps, Some(query.sql().to_string()))
     } else {
         let predicate = options.predicate.as_ref();
         let pruned = prune(dataset, predicate).await?;
+        let files = pruned
+            .files
+            .iter()
+            .zip(pruned.row_groups)
+            .map(|(f, h)| Ok(TaskFile::from_data_file(f)?.with_row_groups(h)))
+            .collect::<Result<Vec<_>>>()?;
         if let Some(column) = &options.dispatch_by {
             let position = layout
                 .partition_on
@@ -296,15 +349,9 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
                         ),
                     )
                 })?;
-            let mut by_value: BTreeMap<Option<String>, Vec<DataFile>> = BTreeMap::new();
-            for file in pruned.files {
-                let value = file
-                    .partition_values
-                    .get(position)
-                    .map(partition_value_to_string)
-                    .transpose()
-                    .map_err(|e| Error::format("encoding a partition value", e))?
-                    .flatten();
+            let mut by_value: BTreeMap<Option<String>, Vec<TaskFile>> = BTreeMap::new();
+            for file in files {
+                let value = file.partition_values.get(position).cloned().flatten();
                 by_value.entry(value).or_default().push(file);
             }
             for (value, files) in by_value {
@@ -314,30 +361,26 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
                         .as_deref()
                         .unwrap_or(terrace_format::NULL_PARTITION_MARKER)
                 );
-                tasks.push(task(label, predicate, &files)?);
+                tasks.push(task(label, predicate, files));
             }
         } else if let Some(target) = options.target_bytes_per_task {
-            let mut group: Vec<DataFile> = Vec::new();
+            let mut group: Vec<TaskFile> = Vec::new();
             let mut bytes = 0;
-            for file in pruned.files {
-                bytes += file.size_bytes;
+            for file in files {
+                bytes += file.bytes_to_read();
                 group.push(file);
                 if bytes >= target {
-                    tasks.push(task(format!("{} files", group.len()), predicate, &group)?);
-                    group.clear();
+                    let label = format!("{} files", group.len());
+                    tasks.push(task(label, predicate, std::mem::take(&mut group)));
                     bytes = 0;
                 }
             }
             if !group.is_empty() {
-                tasks.push(task(format!("{} files", group.len()), predicate, &group)?);
+                tasks.push(task(format!("{} files", group.len()), predicate, group));
             }
         } else {
-            for file in &pruned.files {
-                tasks.push(task(
-                    file.path.clone(),
-                    predicate,
-                    std::slice::from_ref(file),
-                )?);
+            for file in files {
+                tasks.push(task(file.path.clone(), predicate, vec![file]));
             }
         }
         (pruned.steps, predicate.map(|p| p.sql().to_string()))
@@ -487,101 +530,27 @@ fn sample_groups(
     Ok(groups)
 }
 
-/// The files of `files` that `predicate` cannot rule out from their statistics.
+/// The files of `files` that `predicate` cannot rule out from their statistics, with
+/// the row groups it cannot rule out.
 fn files_for(
     predicate: &Predicate,
     files: &[DataFile],
     schema: &Arc<Schema>,
     layout: &Layout,
-) -> Result<Vec<DataFile>> {
+) -> Result<Vec<TaskFile>> {
     let pruner = Pruner::new(predicate, Arc::clone(schema), layout)?;
-    let stats = DataFileStatistics { files, layout };
-    let keep = pruner.prune_stats(&stats)?;
-    Ok(files
+    let containers = files.iter().map(Container::file).collect();
+    let keep = pruner.prune_stats(&ContainerStatistics::new(containers, schema, layout))?;
+    let kept: Vec<DataFile> = files
         .iter()
         .zip(keep)
         .filter(|(_, k)| *k)
         .map(|(f, _)| f.clone())
-        .collect())
-}
-
-/// [`PruningStatistics`] over [`DataFile`]s (statistics already in memory).
-pub(crate) struct DataFileStatistics<'a> {
-    pub(crate) files: &'a [DataFile],
-    pub(crate) layout: &'a Layout,
-}
-
-impl DataFileStatistics<'_> {
-    fn values(
-        &self,
-        column: &str,
-        pick: impl Fn(&DataFile) -> Option<ScalarValue>,
-    ) -> Option<ArrayRef> {
-        let values: Vec<ScalarValue> = self.files.iter().map(pick).collect::<Option<_>>()?;
-        if values.is_empty() {
-            return None;
-        }
-        let _ = column;
-        ScalarValue::iter_to_array(values).ok()
-    }
-
-    fn partition_index(&self, column: &str) -> Option<usize> {
-        self.layout.partition_on.iter().position(|c| c == column)
-    }
-
-    fn bound(&self, column: &Column, max: bool) -> Option<ArrayRef> {
-        if let Some(i) = self.partition_index(&column.name) {
-            return self.values(&column.name, |f| f.partition_values.get(i).cloned());
-        }
-        // A file without statistics for the column makes the whole array unknown for
-        // that file only: use a typed null.
-        let data_type = self
-            .files
-            .iter()
-            .find_map(|f| f.column_stats.get(&column.name))
-            .map(|s| s.min.data_type())?;
-        self.values(&column.name, |f| match f.column_stats.get(&column.name) {
-            Some(s) => Some(if max { s.max.clone() } else { s.min.clone() }),
-            None => ScalarValue::try_from(&data_type).ok(),
-        })
-    }
-}
-
-impl PruningStatistics for DataFileStatistics<'_> {
-    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.bound(column, false)
-    }
-
-    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.bound(column, true)
-    }
-
-    fn num_containers(&self) -> usize {
-        self.files.len()
-    }
-
-    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
-        let i = self.partition_index(&column.name);
-        let counts: UInt64Array = self
-            .files
-            .iter()
-            .map(|f| match i {
-                Some(i) => f
-                    .partition_values
-                    .get(i)
-                    .map(|v| if v.is_null() { f.num_rows } else { 0 }),
-                None => f.column_stats.get(&column.name).and_then(|s| s.null_count),
-            })
-            .collect();
-        Some(Arc::new(counts))
-    }
-
-    fn row_counts(&self) -> Option<ArrayRef> {
-        let rows: UInt64Array = self.files.iter().map(|f| Some(f.num_rows)).collect();
-        Some(Arc::new(rows))
-    }
-
-    fn contained(&self, _: &Column, _: &HashSet<ScalarValue>) -> Option<BooleanArray> {
-        None
-    }
+        .collect();
+    let hints = row_group_hints(&pruner, &kept, schema, layout)?;
+    kept.iter()
+        .zip(hints)
+        .filter(|(_, h)| h.as_ref().is_none_or(|h| !h.read.is_empty()))
+        .map(|(f, h)| Ok(TaskFile::from_data_file(f)?.with_row_groups(h)))
+        .collect()
 }

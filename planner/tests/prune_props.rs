@@ -1,6 +1,7 @@
-//! Pruning never drops a file that holds a matching row: for random datasets (real
-//! files written with terrace-format into an in-memory store) and random predicates, the
-//! rows read from the pruned files with exact filtering equal a brute-force scan.
+//! Pruning never drops a file or row group that holds a matching row: for random
+//! datasets (real files written with terrace-format into an in-memory store, some with
+//! several row groups per file) and random predicates, the rows read by the planned tasks
+//! (their files and row-group hints) with exact filtering equal a brute-force scan.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,8 +41,17 @@ fn batch(rows: &[Row]) -> RecordBatch {
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A dataset partitioned on `p`, bucketed by `k` into 4, indexed on `s`, one commit per
-/// element of `commits` (so several segments).
+/// element of `commits` (so several segments), row groups of `row_group_rows` rows.
 async fn dataset(commits: &[Vec<Row>], partitioned: bool) -> Dataset {
+    dataset_with_row_groups(commits, partitioned, 1_000_000, &[]).await
+}
+
+async fn dataset_with_row_groups(
+    commits: &[Vec<Row>],
+    partitioned: bool,
+    row_group_rows: usize,
+    sort_by: &[&str],
+) -> Dataset {
     let name = format!("memory://props{}/ds", NEXT.fetch_add(1, Ordering::SeqCst));
     let layout = Layout {
         partition_on: if partitioned {
@@ -66,6 +76,8 @@ async fn dataset(commits: &[Vec<Row>], partitioned: bool) -> Dataset {
         let mut writer = ds
             .writer(WriterOptions {
                 upload_part_size: 1 << 16,
+                row_group_rows,
+                sort_by: sort_by.iter().map(|c| c.to_string()).collect(),
                 ..Default::default()
             })
             .unwrap();
@@ -130,13 +142,7 @@ async fn read_tasks(ds: &Dataset, tasks: &[ReadTask]) -> Vec<String> {
     for task in tasks {
         // Through JSON, as the queue carries it.
         let task: ReadTask = serde_json::from_str(&serde_json::to_string(task).unwrap()).unwrap();
-        let predicate = task.parse_predicate(&schema).unwrap();
-        let request = ScanRequest {
-            files: task.data_files(&schema, layout).unwrap(),
-            projection: None,
-            predicate: predicate.map(|p| p.expr().clone()),
-            batch_size: 1024,
-        };
+        let request = task.scan_request(&schema, layout, None, 1024).unwrap();
         let batches = read_data_files(
             ds.store(),
             ds.root().clone(),
@@ -212,9 +218,12 @@ proptest! {
         commits in prop::collection::vec(prop::collection::vec(row(), 0..25), 1..4),
         sql in predicate(),
         partitioned in any::<bool>(),
+        row_group_rows in prop_oneof![Just(1_000_000usize), 1usize..6],
+        sorted in any::<bool>(),
     ) {
         runtime().block_on(async {
-            let ds = dataset(&commits, partitioned).await;
+            let sort_by: &[&str] = if sorted { &["v"] } else { &[] };
+            let ds = dataset_with_row_groups(&commits, partitioned, row_group_rows, sort_by).await;
             let predicate = Predicate::parse(&sql, &ds.schema()).unwrap();
             let expected = brute_force(&ds, &sql).await;
             let pruned = prune(&ds, Some(&predicate)).await.unwrap();
@@ -225,6 +234,8 @@ proptest! {
             prop_assert!(pruned.steps.iter().all(|s| s.files_after <= s.files_before));
             let plan = plan_read(&ds, &ReadOptions { predicate: Some(predicate), ..Default::default() }).await.unwrap();
             prop_assert_eq!(plan.tasks.len(), pruned.files.len());
+            let groups = pruned.steps.last().unwrap();
+            prop_assert!(groups.row_groups_after <= groups.row_groups_before);
             let got = read_tasks(&ds, &plan.tasks).await;
             prop_assert_eq!(got, expected, "predicate {}", sql);
             Ok(())
@@ -373,5 +384,99 @@ fn dispatch_by_and_grouping() {
         assert!(err.to_string().contains("not a partition column"), "{err}");
         let explain = terrace_planner::Explain::new(&plan);
         assert!(explain.to_string().contains("statistics"));
+    });
+}
+
+#[test]
+fn row_group_hints_skip_row_groups_that_cannot_match() {
+    runtime().block_on(async {
+        let rows: Vec<Row> = (0..400)
+            .map(|i| {
+                (
+                    Some(["a", "b"][i % 2].to_string()),
+                    (i % 3) as i64,
+                    Some(i as i64),
+                    Some(["x", "y"][i % 2].to_string()),
+                )
+            })
+            .collect();
+        // Sorted by v with 10-row row groups: each row group covers a narrow v range.
+        let ds = dataset_with_row_groups(&[rows], true, 10, &["v"]).await;
+        let files = ds.files().await.unwrap();
+        assert!(files.iter().all(|f| f.row_groups.len() > 3), "{files:?}");
+
+        let sql = "v >= 100 AND v < 130";
+        let predicate = Predicate::parse(sql, &ds.schema()).unwrap();
+        let pruned = prune(&ds, Some(&predicate)).await.unwrap();
+        let step = pruned.steps.last().unwrap();
+        assert_eq!(step.step, terrace_planner::PruneStepKind::RowGroups);
+        let (before, after) = (
+            step.row_groups_before.unwrap(),
+            step.row_groups_after.unwrap(),
+        );
+        assert!(after * 4 < before, "{step:?}");
+        assert!(step.bytes_after < step.bytes_before, "{step:?}");
+
+        let plan = plan_read(
+            &ds,
+            &ReadOptions {
+                predicate: Some(predicate),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let total_rows: u64 = files.iter().map(|f| f.num_rows).sum();
+        let planned_rows: u64 = plan.tasks.iter().map(|t| t.num_rows()).sum();
+        assert!(
+            planned_rows < total_rows / 4,
+            "{planned_rows} of {total_rows}"
+        );
+        assert!(
+            plan.tasks
+                .iter()
+                .all(|t| t.files.iter().all(|f| f.row_groups.is_some()))
+        );
+        let explain = terrace_planner::Explain::new(&plan);
+        assert!(explain.to_string().contains("row groups"), "{explain}");
+        assert_eq!(
+            read_tasks(&ds, &plan.tasks).await,
+            brute_force(&ds, sql).await
+        );
+
+        // Region x sample tasks choose row groups with their own predicates.
+        let rs = RegionSample {
+            contig_column: "p".into(),
+            position_column: "v".into(),
+            regions: vec![
+                Region::new("a", 0, 40).unwrap(),
+                Region::new("b", 300, 330).unwrap(),
+            ],
+            region_partitions: 2,
+            sample_column: "s".into(),
+            sample_partitions: 2,
+        };
+        let plan = plan_read(
+            &ds,
+            &ReadOptions {
+                region_sample: Some(rs),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let planned_rows: u64 = plan.tasks.iter().map(|t| t.num_rows()).sum();
+        assert!(
+            planned_rows < total_rows / 4,
+            "{planned_rows} of {total_rows}"
+        );
+        assert_eq!(
+            read_tasks(&ds, &plan.tasks).await,
+            brute_force(
+                &ds,
+                "(p = 'a' AND v >= 0 AND v < 40) OR (p = 'b' AND v >= 300 AND v < 330)"
+            )
+            .await
+        );
     });
 }
