@@ -56,6 +56,10 @@ pub struct IngestArgs {
     /// Sort rows within each written file.
     #[arg(long, num_args = 1.., value_name = "COLUMN")]
     pub sort_by: Vec<String>,
+    /// Rows per Parquet row group (default 1000000). Smaller row groups let queries skip
+    /// more of a file: the manifest keeps each row group's statistics.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub row_group_rows: Option<u64>,
     /// Shuffle through staging: one file per (partition, bucket).
     #[arg(long)]
     pub shuffle: bool,
@@ -120,6 +124,7 @@ impl IngestArgs {
                 num_buckets: self.buckets,
             },
             sort_by: self.sort_by.clone(),
+            row_group_rows: self.row_group_rows.map(|n| n as usize),
             shuffle: self.shuffle,
             mode: match self.mode {
                 ModeArg::Append => IngestMode::Append,

@@ -63,6 +63,18 @@ pub struct RegionArgs {
     pub position_column: String,
 }
 
+/// How a read becomes tasks; by default one task per data file (as kartothek).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TaskArgs {
+    /// Group files into tasks of about this many bytes (e.g. 256MiB): fewer, bigger tasks.
+    #[arg(long, value_name = "SIZE", value_parser = crate::parse::size,
+          conflicts_with_all = ["dispatch_by", "regions"])]
+    pub task_size: Option<u64>,
+    /// One task per value of this partition column.
+    #[arg(long, value_name = "COLUMN", conflicts_with = "regions")]
+    pub dispatch_by: Option<String>,
+}
+
 impl RegionArgs {
     fn region(&self) -> anyhow::Result<Option<RegionQuery>> {
         let Some(bed) = &self.regions else {
@@ -108,6 +120,8 @@ pub struct QueryArgs {
     pub reduce: Option<String>,
     #[command(flatten)]
     pub region: RegionArgs,
+    #[command(flatten)]
+    pub tasks: TaskArgs,
     /// Return at most N rows.
     #[arg(long)]
     pub limit: Option<u64>,
@@ -138,6 +152,8 @@ pub struct ExplainArgs {
     pub columns: Option<Vec<String>>,
     #[command(flatten)]
     pub region: RegionArgs,
+    #[command(flatten)]
+    pub tasks: TaskArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -198,7 +214,8 @@ pub async fn run(queue: &QueueArgs, args: QueryArgs) -> anyhow::Result<ExitCode>
         region: args.region.region()?,
         limit: args.limit,
         memory_budget: args.memory_budget.map(|b| b as usize),
-        target_bytes_per_task: None,
+        target_bytes_per_task: args.tasks.task_size,
+        dispatch_by: args.tasks.dispatch_by.clone(),
     };
     let rows = execute(queue, request, args.explain, format, args.output.as_deref()).await?;
     if let (Some(rows), Some(output)) = (rows, args.output.as_deref()) {
@@ -320,7 +337,8 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         projection: args.columns.clone(),
         predicate,
         region_sample: args.region.region()?,
-        ..Default::default()
+        target_bytes_per_task: args.tasks.task_size,
+        dispatch_by: args.tasks.dispatch_by.clone(),
     };
     let plan = plan_read(&dataset, &options)
         .await

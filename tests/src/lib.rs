@@ -171,12 +171,7 @@ pub async fn read_rows(dataset: &terrace_format::Dataset) -> Vec<String> {
         dataset.root().clone(),
         snapshot.schema(),
         snapshot.layout(),
-        terrace_format::ScanRequest {
-            files,
-            projection: None,
-            predicate: None,
-            batch_size: 8192,
-        },
+        terrace_format::ScanRequest::new(files),
     )
     .await
     .expect("scan");

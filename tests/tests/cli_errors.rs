@@ -143,5 +143,18 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     // Usage errors exit 2.
     assert_eq!(terrace(cwd, &[], &["ingest", "x.csv"]).code, 2);
     assert_eq!(terrace(cwd, &[], &["status", "not-a-number"]).code, 2);
+    let zero = ingest(
+        cwd,
+        &[
+            "flights/*.csv",
+            "--into",
+            "lake/rg",
+            "--row-group-rows",
+            "0",
+        ],
+    );
+    assert_eq!(zero.code, 2, "{}", zero.stderr);
+    assert!(zero.stderr.contains("--row-group-rows"), "{}", zero.stderr);
+    assert!(!cwd.join("lake/rg").exists());
     terrace(cwd, &[], &["status", "999999"]).fails_with("job 999999 not found");
 }

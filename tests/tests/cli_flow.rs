@@ -380,6 +380,154 @@ fn the_same_commands_work_on_an_s3_store() {
     );
 }
 
+#[test]
+fn row_group_statistics_let_queries_skip_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    write_flights_csv(&cwd.join("flights"), 4, 3_000);
+    terrace(
+        cwd,
+        &[],
+        &[
+            "ingest",
+            "flights/*.csv",
+            "--into",
+            "lake/rg",
+            "--partition-on",
+            "origin",
+            "--row-group-rows",
+            "250",
+        ],
+    )
+    .ok();
+    // The four small files make one split, read in order: each file's row groups hold
+    // one month after another, while every file spans all four months.
+    let predicate = "month = 3 AND carrier = 'AA'";
+    let explain = terrace(
+        cwd,
+        &[],
+        &["explain", "lake/rg", "--where", predicate, "--json"],
+    )
+    .ok();
+    let plan: serde_json::Value = serde_json::from_str(&explain.stdout).unwrap();
+    let step = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "row_groups")
+        .unwrap_or_else(|| panic!("no row-group step in {plan}"));
+    let (before, after) = (
+        step["row_groups_before"].as_u64().unwrap(),
+        step["row_groups_after"].as_u64().unwrap(),
+    );
+    assert!(
+        after > 0 && after * 2 <= before,
+        "row groups {before} -> {after}"
+    );
+    let statistics = &plan["steps"][4];
+    assert_eq!(statistics["step"], "statistics");
+    assert_eq!(
+        statistics["files_after"], statistics["files_before"],
+        "file statistics alone cannot prune here"
+    );
+    assert!(step["bytes_after"].as_u64() < step["bytes_before"].as_u64());
+    let planned: u64 = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["row_groups"].as_u64().unwrap())
+        .sum();
+    assert_eq!(planned, after);
+    let text = terrace(cwd, &[], &["explain", "lake/rg", "--where", predicate])
+        .ok()
+        .stdout;
+    assert!(
+        text.contains(&format!("{before:>9} -> {after} row groups")),
+        "{text}"
+    );
+
+    terrace(
+        cwd,
+        &[],
+        &[
+            "query", "lake/rg", "--where", predicate, "--output", "far.csv",
+        ],
+    )
+    .ok();
+    let checked = run_python(
+        r#"
+import duckdb, sys
+d = sys.argv[1]
+con = duckdb.connect()
+src = f"read_csv('{d}/flights/*.csv', header=true, union_by_name=true)"
+want = sorted(map(str, con.sql(f"SELECT * FROM {src} WHERE month = 3 AND carrier = 'AA'").fetchall()))
+got = sorted(map(str, con.sql(f"SELECT * FROM read_csv('{d}/far.csv', header=true)").fetchall()))
+assert want == got, (len(want), len(got), want[:3], got[:3])
+# The data files really hold many row groups, readable by any Parquet reader.
+import pyarrow.parquet as pq, glob
+files = glob.glob(f"{d}/lake/rg/origin=*/*.parquet")
+assert all(pq.ParquetFile(f).metadata.num_row_groups > 3 for f in files), files
+print(len(want))
+"#,
+        &[cwd.to_str().unwrap()],
+    );
+    assert!(checked.trim().parse::<u64>().unwrap() > 0, "{checked}");
+
+    // The same query as one task per origin, and as one task for everything.
+    let tasks = |extra: &[&str]| {
+        let mut args = vec!["explain", "lake/rg", "--where", predicate, "--json"];
+        args.extend(extra);
+        let out = terrace(cwd, &[], &args).ok();
+        let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        plan["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["label"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tasks(&["--dispatch-by", "origin"]),
+        ["origin=EWR", "origin=JFK", "origin=LGA"]
+    );
+    assert_eq!(tasks(&["--task-size", "1GiB"]), ["3 files"]);
+    for extra in [
+        &["--dispatch-by", "origin"][..],
+        &["--task-size", "1GiB"][..],
+    ] {
+        let mut args = vec![
+            "query",
+            "lake/rg",
+            "--where",
+            predicate,
+            "--output",
+            "again.csv",
+        ];
+        args.extend(extra);
+        terrace(cwd, &[], &args).ok();
+        assert_eq!(
+            sorted_csv_rows(&cwd.join("again.csv")),
+            sorted_csv_rows(&cwd.join("far.csv")),
+            "{extra:?}"
+        );
+    }
+    terrace(cwd, &[], &["query", "lake/rg", "--dispatch-by", "carrier"])
+        .fails_with("\"carrier\" is not a partition column");
+    let both = terrace(
+        cwd,
+        &[],
+        &[
+            "query",
+            "lake/rg",
+            "--dispatch-by",
+            "origin",
+            "--task-size",
+            "1GiB",
+        ],
+    );
+    assert_eq!(both.code, 2, "{}", both.stderr);
+}
+
 /// The dataset's row count as CSV (`n` and the count), by map/reduce SQL.
 fn count_rows(cwd: &std::path::Path, env: &[(&str, &str)], dataset: &str) -> String {
     let out = terrace(

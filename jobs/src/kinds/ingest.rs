@@ -53,6 +53,8 @@ pub struct IngestRequest {
     pub layout: Layout,
     /// Sort the rows of each written file by these columns.
     pub sort_by: Vec<String>,
+    /// Rows per Parquet row group (default: the writer's).
+    pub row_group_rows: Option<usize>,
     /// Map / reduce through staging: one file per (partition, bucket).
     pub shuffle: bool,
     /// Append, or overwrite the partitions written.
@@ -88,6 +90,9 @@ pub struct IngestSpec {
     pub layout: Layout,
     /// Sort columns.
     pub sort_by: Vec<String>,
+    /// Rows per Parquet row group (`None`: the writer's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_group_rows: Option<usize>,
     /// Append or overwrite.
     pub mode: IngestMode,
     /// Indexed columns.
@@ -227,6 +232,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         schema: plan.schema.clone(),
         layout,
         sort_by: request.sort_by,
+        row_group_rows: request.row_group_rows,
         mode: request.mode,
         index_columns,
         add_columns: request.add_columns,
@@ -330,6 +336,9 @@ fn writer(
         WriterOptions {
             index_columns: spec.index_columns.clone(),
             sort_by: spec.sort_by.clone(),
+            row_group_rows: spec
+                .row_group_rows
+                .unwrap_or(WriterOptions::default().row_group_rows),
             ..WriterOptions::default()
         },
     )

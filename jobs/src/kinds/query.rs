@@ -35,7 +35,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use terrace_format::{Dataset, Location, ScanRequest, read_data_files};
+use terrace_format::{Dataset, Location, read_data_files};
 use terrace_planner::{
     Predicate, ReadOptions, ReadPlan, ReadTask, RegionSample, SchemaField, plan_read,
     schema_from_fields, schema_to_fields, staging_dir,
@@ -75,6 +75,8 @@ pub struct QueryRequest {
     pub memory_budget: Option<usize>,
     /// Group files into tasks of about this many bytes (default one task per file).
     pub target_bytes_per_task: Option<u64>,
+    /// One task per value of this partition column.
+    pub dispatch_by: Option<String>,
 }
 
 /// What a query job stores as its spec.
@@ -192,7 +194,7 @@ pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
         projection: request.columns.clone(),
         predicate,
         target_bytes_per_task: request.target_bytes_per_task,
-        dispatch_by: None,
+        dispatch_by: request.dispatch_by.clone(),
         region_sample: request.region.clone(),
     };
     let plan = plan_read(&dataset, &options)
@@ -280,23 +282,15 @@ async fn read_part(spec: &QuerySpec, loc: &Location, read: &ReadTask) -> Result<
         )))?;
     let schema = dataset.schema();
     let layout = dataset.current().layout().clone();
-    let files = read
-        .data_files(&schema, &layout)
-        .map_err(Error::planner("reading the task's files"))?;
-    let predicate = read
-        .parse_predicate(&schema)
-        .map_err(Error::planner("reading the task's predicate"))?;
+    let request = read
+        .scan_request(&schema, &layout, None, 8192)
+        .map_err(Error::planner("reading the task's files and predicate"))?;
     let stream = read_data_files(
         loc.store.clone(),
         loc.root.clone(),
         schema,
         &layout,
-        ScanRequest {
-            files,
-            projection: read.projection.clone(),
-            predicate: predicate.map(|p| p.expr().clone()),
-            batch_size: 8192,
-        },
+        request,
     )
     .await
     .map_err(Error::format("reading data files"))?;
