@@ -77,6 +77,10 @@ pub struct WriterOptions {
     /// Size of the parts uploaded to the store (default 8 MiB). Stores like S3 need at
     /// least 5 MiB; smaller parts suit only local and in-memory stores (tests).
     pub upload_part_size: usize,
+    /// Files that the same job reads back once and deletes (a shuffle's staged pieces):
+    /// LZ4 instead of zstd and no dictionary encoding, which cost CPU on both sides and
+    /// buy nothing for a file read once; statistics per column chunk only.
+    pub scratch: bool,
 }
 
 impl Default for WriterOptions {
@@ -89,6 +93,7 @@ impl Default for WriterOptions {
             index_columns: Vec::new(),
             sort_by: Vec::new(),
             upload_part_size: 8 * 1024 * 1024,
+            scratch: false,
         }
     }
 }
@@ -260,10 +265,18 @@ impl DataFileWriter {
         let zstd = ZstdLevel::try_new(options.zstd_level)
             .map_err(|e| Error::parquet("(writer options)", e))?;
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(zstd))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
-            .build();
+            .set_max_row_group_row_count(Some(options.row_group_rows.max(1)));
+        let props = if options.scratch {
+            props
+                .set_compression(Compression::LZ4_RAW)
+                .set_dictionary_enabled(false)
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+        } else {
+            props
+                .set_compression(Compression::ZSTD(zstd))
+                .set_statistics_enabled(EnabledStatistics::Page)
+        }
+        .build();
         let chunk_rows = if sort_idx.is_empty() {
             CHUNK_ROWS.min(options.row_group_rows.max(1))
         } else {
@@ -1366,6 +1379,40 @@ pub(crate) mod tests {
             "{row_groups} row groups in {} files",
             files.len()
         );
+    }
+
+    #[tokio::test]
+    async fn scratch_files_use_lz4_without_dictionaries_and_read_back_the_same() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let rows = rows(0, 5_000);
+        for scratch in [false, true] {
+            let root = Path::from(format!("scratch-{scratch}"));
+            let options = WriterOptions {
+                scratch,
+                ..WriterOptions::default()
+            };
+            let (files, _) = write_rows(Arc::clone(&store), &root, &rows, 1_000, options).await;
+            check_files(store.as_ref(), &root, &files, &rows).await;
+            for file in &files {
+                let location = object_path(&root, &file.path).unwrap();
+                let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+                let columns = reader.metadata().row_group(0).columns();
+                for column in columns {
+                    let codec = column.compression();
+                    if scratch {
+                        assert_eq!(codec, Compression::LZ4_RAW);
+                    } else {
+                        assert!(matches!(codec, Compression::ZSTD(_)), "{codec}");
+                    }
+                }
+                let dictionaries = columns
+                    .iter()
+                    .filter(|c| c.dictionary_page_offset().is_some())
+                    .count();
+                assert_eq!(dictionaries == 0, scratch, "{dictionaries} dictionaries");
+            }
+        }
     }
 
     #[tokio::test]

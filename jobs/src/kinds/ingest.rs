@@ -262,7 +262,7 @@ pub(crate) async fn run(
     match task.payload_as::<WriteTask>()? {
         WriteTask::Write { index, split } => {
             let name = format!("write-{index:05}");
-            let mut writer = writer(spec, &loc, loc.root.clone())?;
+            let mut writer = writer(spec, &loc, loc.root.clone(), false)?;
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
             let files = finish(writer, files).await?;
@@ -275,7 +275,7 @@ pub(crate) async fn run(
                 spec.staging,
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             );
-            let mut writer = writer(spec, &loc, loc.child(&dir))?;
+            let mut writer = writer(spec, &loc, loc.child(&dir), true)?;
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
             let files = finish(writer, files).await?;
@@ -295,7 +295,7 @@ pub(crate) async fn run(
             }
             let mut written = Vec::new();
             for (_, group) in groups {
-                let mut writer = writer(spec, &loc, loc.root.clone())?;
+                let mut writer = writer(spec, &loc, loc.root.clone(), false)?;
                 let read = read_data_files(
                     loc.store.clone(),
                     loc.root.clone(),
@@ -323,10 +323,12 @@ fn plan_err(e: terrace_planner::Error) -> Error {
     Error::planner("reading an input")(e)
 }
 
+/// A writer of data files (`scratch`: of staged pieces, see [`WriterOptions::scratch`]).
 fn writer(
     spec: &IngestSpec,
     loc: &Location,
     root: object_store::path::Path,
+    scratch: bool,
 ) -> Result<DataFileWriter> {
     DataFileWriter::new(
         loc.store.clone(),
@@ -339,6 +341,7 @@ fn writer(
             row_group_rows: spec
                 .row_group_rows
                 .unwrap_or(WriterOptions::default().row_group_rows),
+            scratch,
             ..WriterOptions::default()
         },
     )
