@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use terrace_format::{Dataset, Location};
 use terrace_jobs::JobRecord;
 use terrace_jobs::kinds::{
-    OutputFormat, QueryRequest, QueryResult, QuerySpec, RegionQuery, delete_prefix, plan_query,
+    OutputFormat, QueryRequest, QueryResult, RegionQuery, delete_prefix, plan_query,
     read_query_result, write_query_result,
 };
 use terrace_planner::{Explain, Predicate, ReadOptions, parse_bed, plan_read};
@@ -249,30 +250,18 @@ pub async fn execute(
         Waited::Finished(job) => job,
     };
     ensure_succeeded(&job).with_context(|| format!("query of {dataset} failed"))?;
-    let result = query_result(&job)?;
+    let result = QueryResult::of_job(&job)?;
     let written = deliver(&result, format, sink).await;
     // The run's parts and result are not needed once delivered.
     let _ = delete_prefix(&result.location, &result.staging).await;
     Ok(Some(written?))
 }
 
-/// Where a finished query job left its rows.
-pub fn query_result(job: &JobRecord) -> anyhow::Result<QueryResult> {
-    let spec: QuerySpec = job.spec_as()?;
-    let path = job
-        .result
-        .as_ref()
-        .and_then(|r| r["result"].as_str())
-        .with_context(|| format!("job {} has no result file", job.id))?
-        .to_string();
-    Ok(QueryResult {
-        location: Location::parse(&spec.dataset)?,
-        path,
-        staging: spec.staging,
-    })
-}
-
 async fn deliver(result: &QueryResult, format: OutputFormat, sink: Sink) -> anyhow::Result<u64> {
+    if format == OutputFormat::Parquet {
+        // The result already is a Parquet file: copy its bytes, decode nothing.
+        return copy_result(result, sink).await;
+    }
     let batches = read_query_result(result).await?;
     match sink {
         Sink::Stdout => {
@@ -295,6 +284,36 @@ async fn deliver(result: &QueryResult, format: OutputFormat, sink: Sink) -> anyh
             Ok(rows)
         }
     }
+}
+
+/// Copy the result file's bytes to `sink`; returns its rows.
+async fn copy_result(result: &QueryResult, sink: Sink) -> anyhow::Result<u64> {
+    let read = || format!("cannot read the query result {}", result.path);
+    let written = "cannot write the output";
+    let object = result
+        .location
+        .store
+        .get(&result.location.child(&result.path))
+        .await
+        .with_context(read)?;
+    let mut out: Box<dyn Write + Send> = match sink {
+        Sink::Stdout => Box::new(std::io::stdout()),
+        Sink::File(file) => Box::new(std::io::BufWriter::new(file)),
+        Sink::Url(loc) => {
+            let bytes = object.bytes().await.with_context(read)?;
+            loc.store
+                .put(&loc.root, PutPayload::from(bytes))
+                .await
+                .with_context(|| format!("cannot write the output {}", loc.display))?;
+            return Ok(result.rows);
+        }
+    };
+    let mut chunks = object.into_stream();
+    while let Some(chunk) = chunks.next().await {
+        out.write_all(&chunk.with_context(read)?).context(written)?;
+    }
+    out.flush().context(written)?;
+    Ok(result.rows)
 }
 
 /// A `Write` whose bytes can be taken after the writer that owned it is gone.
@@ -354,7 +373,7 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
 
 /// Print a finished query's result (for `status` of a detached query).
 pub async fn print_result(job: &JobRecord) -> anyhow::Result<()> {
-    let result = query_result(job)?;
+    let result = QueryResult::of_job(job)?;
     let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
     write_query_result(read_query_result(&result).await?, OutputFormat::Table, out).await?;
     Ok(())

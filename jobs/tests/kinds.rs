@@ -10,8 +10,8 @@ use arrow::array::{Int64Array, StringArray};
 use futures::TryStreamExt;
 use terrace_format::{Dataset, Layout};
 use terrace_jobs::kinds::{
-    Executor, IngestMode, IngestRequest, QueryRequest, QueryResult, QuerySpec, plan_delete,
-    plan_gc, plan_ingest, plan_query, read_query_result,
+    Executor, IngestMode, IngestRequest, QueryRequest, QueryResult, plan_delete, plan_gc,
+    plan_ingest, plan_query, read_query_result,
 };
 use terrace_jobs::{JobRecord, JobState, NewJob, Queue, Worker, WorkerConfig};
 
@@ -211,12 +211,7 @@ async fn query_rows(env: &Env, request: QueryRequest) -> Vec<arrow::record_batch
     let (job, _plan) = plan_query(request).await.unwrap();
     let job = env.run(job).await;
     succeeded(&job);
-    let spec: QuerySpec = job.spec_as().unwrap();
-    let result = QueryResult {
-        location: terrace_format::Location::parse(&spec.dataset).unwrap(),
-        path: job.result.unwrap()["result"].as_str().unwrap().to_string(),
-        staging: spec.staging,
-    };
+    let result = QueryResult::of_job(&job).unwrap();
     read_query_result(&result)
         .await
         .unwrap()

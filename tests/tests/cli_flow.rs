@@ -308,14 +308,40 @@ fn added_columns_overwrite_time_travel_and_output_formats() {
         &["query", "lake", "--version", "2", "--output", "v2.parquet"],
     )
     .ok();
-    let file = std::fs::File::open(cwd.join("v2.parquet")).unwrap();
-    let reader =
-        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
+    let parquet_rows = |name: &str| {
+        let file = std::fs::File::open(cwd.join(name)).unwrap();
+        let builder =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                file,
+            )
             .unwrap();
-    let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
-    assert_eq!(n, 60);
+        let columns = builder.schema().fields().len();
+        let rows: usize = builder
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .sum();
+        (columns, rows)
+    };
+    assert_eq!(parquet_rows("v2.parquet").1, 60);
+    // No matching row still gives a Parquet file, with the columns.
+    let out = terrace(
+        cwd,
+        &[],
+        &[
+            "query",
+            "lake",
+            "--where",
+            "id < 0",
+            "--output",
+            "none.parquet",
+        ],
+    )
+    .ok();
+    assert!(out.stderr.contains("wrote 0 rows"), "{}", out.stderr);
+    let (columns, rows) = parquet_rows("none.parquet");
+    assert_eq!(rows, 0);
+    assert!(columns > 1, "{columns} columns");
     assert_eq!(
         count_rows(cwd, &[], "lake"),
         "n\n41",

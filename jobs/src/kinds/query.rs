@@ -31,8 +31,8 @@ use parquet::arrow::async_reader::ParquetObjectReader;
 #[allow(deprecated)]
 use parquet::arrow::async_writer::ParquetObjectWriter;
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use terrace_format::{Dataset, Location, read_data_files};
@@ -44,7 +44,7 @@ use terrace_planner::{
 use super::KIND_QUERY;
 use super::common::{absolute, location};
 use crate::error::{Error, Result};
-use crate::model::{ClaimedTask, NewJob, NewTask, TaskOutput};
+use crate::model::{ClaimedTask, JobRecord, NewJob, NewTask, TaskOutput};
 use crate::worker::TaskContext;
 
 /// Region x sample partitioning of a query (see [`RegionSample`]).
@@ -109,10 +109,30 @@ pub struct QuerySpec {
 pub struct QueryResult {
     /// The dataset's store.
     pub location: Location,
-    /// The result file, relative to the dataset root.
+    /// The result file (Parquet), relative to the dataset root.
     pub path: String,
+    /// Rows in it.
+    pub rows: u64,
     /// The run's staging directory, relative to the dataset root.
     pub staging: String,
+}
+
+impl QueryResult {
+    /// Where a finished query job left its rows.
+    pub fn of_job(job: &JobRecord) -> Result<QueryResult> {
+        let spec: QuerySpec = job.spec_as()?;
+        let result = job.result.as_ref();
+        let path = result
+            .and_then(|r| r["result"].as_str())
+            .ok_or_else(|| Error::invalid(format!("job {}", job.id), "it has no result file"))?;
+        let location = location(&spec.dataset)?;
+        Ok(QueryResult {
+            location,
+            path: path.to_string(),
+            rows: result.and_then(|r| r["rows"].as_u64()).unwrap_or(0),
+            staging: spec.staging,
+        })
+    }
 }
 
 /// How query results are written.
@@ -499,6 +519,10 @@ fn register_stream(
 /// Stream `batches` into a Parquet object at `relative`, flushing row groups when the
 /// buffered data reaches half of `budget`. With no batch, writes `empty_schema` (or
 /// nothing when that is `None`, returning 0). Returns the rows written.
+///
+/// Parts and results are read back once and deleted, so they are written as scratch
+/// files: LZ4 without dictionaries, cheap on both sides (the user's `--output` is written
+/// by the CLI with its own settings).
 #[allow(deprecated)]
 async fn write_parquet(
     loc: &Location,
@@ -516,7 +540,9 @@ async fn write_parquet(
     };
     let object = ParquetObjectWriter::new(loc.store.clone(), loc.child(relative));
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(Compression::LZ4_RAW)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();
     let write_err = |e: parquet::errors::ParquetError| Error::Execution {
         context: format!("writing {relative} in {}", loc.display),
