@@ -438,22 +438,20 @@ mod tests {
                 })
                 .collect()
         };
-        let request = ScanRequest {
-            row_groups: HashMap::from([(file.path.clone(), RowGroupSelection { of, read })]),
-            ..ScanRequest::new(vec![file.clone()])
+        let read_selected = |selection: RowGroupSelection| {
+            let request = ScanRequest {
+                row_groups: HashMap::from([(file.path.clone(), selection)]),
+                ..ScanRequest::new(vec![file.clone()])
+            };
+            let store = Arc::clone(&store);
+            async move {
+                read_data_files(store, Path::from("t"), schema(), &layout(), request)
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            }
         };
-        let got: Vec<RecordBatch> = read_data_files(
-            Arc::clone(&store),
-            Path::from("t"),
-            schema(),
-            &layout(),
-            request,
-        )
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+        let got = read_selected(RowGroupSelection { of, read }).await.unwrap();
         let got_ids = ids(&got);
         assert_eq!(got_ids.len() as u64, expected);
         // The rows are exactly those of the chosen row groups, by the per-group bounds.
@@ -470,23 +468,9 @@ mod tests {
 
         // A selection that does not fit the file is refused.
         for (of, read) in [(of, vec![of]), (of + 1, vec![0])] {
-            let request = ScanRequest {
-                row_groups: HashMap::from([(file.path.clone(), RowGroupSelection { of, read })]),
-                ..ScanRequest::new(vec![file.clone()])
-            };
-            let result = match read_data_files(
-                Arc::clone(&store),
-                Path::from("t"),
-                schema(),
-                &layout(),
-                request,
-            )
-            .await
-            {
-                Ok(stream) => stream.try_collect::<Vec<_>>().await.map(|_| ()),
-                Err(e) => Err(e),
-            };
-            let err = result.expect_err("a selection that does not fit must fail");
+            let err = read_selected(RowGroupSelection { of, read })
+                .await
+                .expect_err("a selection that does not fit must fail");
             assert!(err.to_string().contains(&file.path), "{err}");
         }
     }

@@ -86,28 +86,8 @@ print(len(want))
     assert_eq!(checked.trim(), "12", "one aggregate row per month");
 
     // A point lookup on the bucket column keeps one bucket of files.
-    let explain = terrace(
-        cwd,
-        &[],
-        &[
-            "explain",
-            "lake/flights",
-            "--where",
-            "tailnum = 'N14203'",
-            "--json",
-        ],
-    )
-    .ok();
-    let plan: serde_json::Value = serde_json::from_str(&explain.stdout).unwrap();
-    let steps = plan["steps"].as_array().unwrap();
-    let bucket = steps
-        .iter()
-        .find(|s| s["step"] == "buckets")
-        .unwrap_or_else(|| panic!("no bucket step in {plan}"));
-    let (before, after) = (
-        bucket["files_before"].as_u64().unwrap(),
-        bucket["files_after"].as_u64().unwrap(),
-    );
+    let plan = explain_json(cwd, "lake/flights", "tailnum = 'N14203'", &[]);
+    let (before, after) = step_counts(&plan, "buckets", "files");
     assert!(
         after > 0 && after * 4 <= before,
         "bucket pruning {before} -> {after}"
@@ -429,29 +409,14 @@ fn row_group_statistics_let_queries_skip_row_groups() {
     // The four small files make one split, read in order: each file's row groups hold
     // one month after another, while every file spans all four months.
     let predicate = "month = 3 AND carrier = 'AA'";
-    let explain = terrace(
-        cwd,
-        &[],
-        &["explain", "lake/rg", "--where", predicate, "--json"],
-    )
-    .ok();
-    let plan: serde_json::Value = serde_json::from_str(&explain.stdout).unwrap();
-    let step = plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "row_groups")
-        .unwrap_or_else(|| panic!("no row-group step in {plan}"));
-    let (before, after) = (
-        step["row_groups_before"].as_u64().unwrap(),
-        step["row_groups_after"].as_u64().unwrap(),
-    );
+    let plan = explain_json(cwd, "lake/rg", predicate, &[]);
+    let step = explain_step(&plan, "row_groups");
+    let (before, after) = step_counts(&plan, "row_groups", "row_groups");
     assert!(
         after > 0 && after * 2 <= before,
         "row groups {before} -> {after}"
     );
-    let statistics = &plan["steps"][4];
-    assert_eq!(statistics["step"], "statistics");
+    let statistics = explain_step(&plan, "statistics");
     assert_eq!(
         statistics["files_after"], statistics["files_before"],
         "file statistics alone cannot prune here"
@@ -501,11 +466,7 @@ print(len(want))
 
     // The same query as one task per origin, and as one task for everything.
     let tasks = |extra: &[&str]| {
-        let mut args = vec!["explain", "lake/rg", "--where", predicate, "--json"];
-        args.extend(extra);
-        let out = terrace(cwd, &[], &args).ok();
-        let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        plan["tasks"]
+        explain_json(cwd, "lake/rg", predicate, extra)["tasks"]
             .as_array()
             .unwrap()
             .iter()
@@ -552,6 +513,37 @@ print(len(want))
         ],
     );
     assert_eq!(both.code, 2, "{}", both.stderr);
+}
+
+/// `terrace explain DATASET --where PREDICATE --json EXTRA…`, parsed.
+fn explain_json(
+    cwd: &std::path::Path,
+    dataset: &str,
+    predicate: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args = vec!["explain", dataset, "--where", predicate, "--json"];
+    args.extend(extra);
+    serde_json::from_str(&terrace(cwd, &[], &args).ok().stdout).unwrap()
+}
+
+/// `(before, after)` of one step's `files` or `row_groups`.
+fn step_counts(plan: &serde_json::Value, name: &str, what: &str) -> (u64, u64) {
+    let step = explain_step(plan, name);
+    let count = |when: &str| {
+        step[format!("{what}_{when}")]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {what}_{when} in {step}"))
+    };
+    (count("before"), count("after"))
+}
+
+/// One pruning step of `explain --json` output, by name.
+fn explain_step<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    plan["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["step"] == name))
+        .unwrap_or_else(|| panic!("no {name} step in {plan}"))
 }
 
 /// The dataset's row count as CSV (`n` and the count), by map/reduce SQL.
