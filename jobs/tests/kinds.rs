@@ -302,6 +302,31 @@ async fn queries_filter_map_reduce_and_limit() {
         assert_eq!(sums.value(i), want);
     }
 
+    // A map's read tasks decode only the columns its SQL uses.
+    let map_plan = |sql: &str| {
+        let request = QueryRequest {
+            dataset: dataset.clone(),
+            map_sql: Some(sql.to_string()),
+            ..Default::default()
+        };
+        async move {
+            let (_, plan) = plan_query(request).await.unwrap();
+            plan.tasks[0].projection.clone()
+        }
+    };
+    let columns = |names: &[&str]| Some(names.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        map_plan("SELECT origin, count(*) AS n, sum(delay) AS d FROM part GROUP BY origin").await,
+        columns(&["origin", "delay"])
+    );
+    assert_eq!(
+        map_plan("SELECT count(*) AS n FROM part")
+            .await
+            .map(|c| c.len()),
+        Some(1)
+    );
+    assert_eq!(map_plan("SELECT * FROM part WHERE delay > 3").await, None);
+
     let rows = query_rows(
         &env,
         QueryRequest {

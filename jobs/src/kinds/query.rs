@@ -9,15 +9,18 @@
 //! budget, so a task never holds a whole file; DataFusion's own operators (the map SQL's
 //! aggregations, sorts) run under a memory pool of the same budget.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext as DfTaskContext};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -188,6 +191,49 @@ async fn sql_schema(flag: &str, sql: &str, name: &str, schema: SchemaRef) -> Res
     Ok(Arc::new(frame.schema().as_arrow().clone()))
 }
 
+/// The columns of table `part` (typed as `schema`) that `sql` reads, after DataFusion's
+/// projection pushdown; `None` when it reads all of them. A map that reads none
+/// (`SELECT count(*) FROM part`) still needs the rows: it gets the first column.
+async fn map_columns(sql: &str, schema: SchemaRef) -> Result<Option<Vec<String>>> {
+    let ctx = session(DEFAULT_BUDGET)?;
+    let table =
+        MemTable::try_new(Arc::clone(&schema), vec![vec![]]).map_err(df_error("--map", false))?;
+    ctx.register_table("part", Arc::new(table))
+        .map_err(df_error("--map", false))?;
+    let plan = ctx
+        .sql(sql)
+        .await
+        .and_then(|frame| frame.into_optimized_plan())
+        .map_err(|e| Error::invalid("--map", format!("{sql:?}: {e}")))?;
+    let mut used: Option<BTreeSet<usize>> = Some(BTreeSet::new());
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.table() == "part"
+        {
+            match (&scan.projection, used.as_mut()) {
+                (Some(columns), Some(used)) => used.extend(columns),
+                _ => used = None,
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(df_error("--map", false))?;
+    let Some(mut used) = used else {
+        return Ok(None);
+    };
+    if used.len() == schema.fields().len() {
+        return Ok(None);
+    }
+    if used.is_empty() {
+        used.insert(0);
+    }
+    Ok(Some(
+        used.into_iter()
+            .map(|i| schema.field(i).name().clone())
+            .collect(),
+    ))
+}
+
 /// Check a query against the dataset and plan it as a job: read tasks (stage 0) and the
 /// gather task (stage 1). Returns the job and the read plan (for explain).
 pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
@@ -210,17 +256,6 @@ pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
         Some(sql) => Some(Predicate::parse(sql, &schema).map_err(Error::planner("--where"))?),
         None => None,
     };
-    let options = ReadOptions {
-        projection: request.columns.clone(),
-        predicate,
-        target_bytes_per_task: request.target_bytes_per_task,
-        dispatch_by: request.dispatch_by.clone(),
-        region_sample: request.region.clone(),
-    };
-    let plan = plan_read(&dataset, &options)
-        .await
-        .map_err(Error::planner("planning the query"))?;
-
     let projected: SchemaRef = match &request.columns {
         Some(columns) => Arc::new(
             schema
@@ -235,6 +270,24 @@ pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
         ),
         None => schema.clone(),
     };
+    // A map reads only the columns its SQL uses; the scan decodes nothing else.
+    let read_columns = match &request.map_sql {
+        Some(sql) => map_columns(sql, Arc::clone(&projected))
+            .await?
+            .or_else(|| request.columns.clone()),
+        None => request.columns.clone(),
+    };
+    let options = ReadOptions {
+        projection: read_columns,
+        predicate,
+        target_bytes_per_task: request.target_bytes_per_task,
+        dispatch_by: request.dispatch_by.clone(),
+        region_sample: request.region.clone(),
+    };
+    let plan = plan_read(&dataset, &options)
+        .await
+        .map_err(Error::planner("planning the query"))?;
+
     let part_schema = match &request.map_sql {
         Some(sql) => sql_schema("--map", sql, "part", projected).await?,
         None => projected,
