@@ -62,4 +62,4 @@ pub use manifest::{
 };
 pub use reader::{RowGroupSelection, ScanRequest, read_data_files};
 pub use schema::{SchemaEvolution, conform_batch, file_schema, reconcile};
-pub use writer::{DataFileWriter, WriterOptions};
+pub use writer::{DataFileWriter, WriterOptions, scratch_properties};

@@ -41,7 +41,7 @@ use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use rayon::prelude::*;
 use std::collections::HashMap as StdHashMap;
 use tokio::sync::mpsc;
@@ -77,9 +77,8 @@ pub struct WriterOptions {
     /// Size of the parts uploaded to the store (default 8 MiB). Stores like S3 need at
     /// least 5 MiB; smaller parts suit only local and in-memory stores (tests).
     pub upload_part_size: usize,
-    /// Files that the same job reads back once and deletes (a shuffle's staged pieces):
-    /// LZ4 instead of zstd and no dictionary encoding, which cost CPU on both sides and
-    /// buy nothing for a file read once; statistics per column chunk only.
+    /// Files that the same job reads back once and deletes (a shuffle's staged pieces),
+    /// written with [`scratch_properties`].
     pub scratch: bool,
 }
 
@@ -96,6 +95,17 @@ impl Default for WriterOptions {
             scratch: false,
         }
     }
+}
+
+/// Settings for Parquet files read back once by the job that wrote them and then deleted
+/// (staged pieces, query parts and results): LZ4 instead of zstd and no dictionary
+/// encoding, which cost CPU on both sides and buy nothing for a file read once;
+/// statistics per column chunk only.
+pub fn scratch_properties(builder: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
+    builder
+        .set_compression(Compression::LZ4_RAW)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
 }
 
 /// Rows of one group buffered before they are handed to the Parquet encoder: big enough
@@ -267,10 +277,7 @@ impl DataFileWriter {
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(options.row_group_rows.max(1)));
         let props = if options.scratch {
-            props
-                .set_compression(Compression::LZ4_RAW)
-                .set_dictionary_enabled(false)
-                .set_statistics_enabled(EnabledStatistics::Chunk)
+            scratch_properties(props)
         } else {
             props
                 .set_compression(Compression::ZSTD(zstd))

@@ -58,48 +58,46 @@ pub(crate) fn row_group_hints(
     schema: &Schema,
     layout: &Layout,
 ) -> Result<Vec<Option<RowGroupHint>>> {
-    let mut owners = Vec::new();
-    let mut containers = Vec::new();
-    for (f, file) in files.iter().enumerate() {
-        for group in &file.row_groups {
-            owners.push(f);
-            containers.push(Container {
+    let containers: Vec<Container<'_>> = files
+        .iter()
+        .flat_map(|file| {
+            file.row_groups.iter().map(|group| Container {
                 partition_values: &file.partition_values,
                 num_rows: group.num_rows,
                 stats: &group.column_stats,
-            });
-        }
-    }
-    let mut hints: Vec<Option<RowGroupHint>> = files
+            })
+        })
+        .collect();
+    let keep = if containers.is_empty() {
+        Vec::new()
+    } else {
+        pruner.prune_stats(&ContainerStatistics::new(containers, schema, layout))?
+    };
+    // `keep` lists every file's row groups, file after file.
+    let mut keep = keep.into_iter();
+    let hints = files
         .iter()
         .map(|file| {
-            (!file.row_groups.is_empty()).then(|| RowGroupHint {
+            if file.row_groups.is_empty() {
+                return None;
+            }
+            let mut hint = RowGroupHint {
                 of: file.row_groups.len(),
                 read: Vec::new(),
                 rows: 0,
                 bytes: file.size_bytes,
-            })
+            };
+            for (g, group) in file.row_groups.iter().enumerate() {
+                if keep.next().unwrap_or(true) {
+                    hint.read.push(g);
+                    hint.rows += group.num_rows;
+                } else {
+                    hint.bytes = hint.bytes.saturating_sub(group.size_bytes);
+                }
+            }
+            Some(hint)
         })
         .collect();
-    if containers.is_empty() {
-        return Ok(hints);
-    }
-    let keep = pruner.prune_stats(&ContainerStatistics::new(containers, schema, layout))?;
-    let mut position = vec![0usize; files.len()];
-    for (f, keep) in owners.into_iter().zip(keep) {
-        let g = position[f];
-        position[f] += 1;
-        let group = &files[f].row_groups[g];
-        let Some(hint) = hints[f].as_mut() else {
-            continue;
-        };
-        if keep {
-            hint.read.push(g);
-            hint.rows += group.num_rows;
-        } else {
-            hint.bytes = hint.bytes.saturating_sub(group.size_bytes);
-        }
-    }
     Ok(hints)
 }
 

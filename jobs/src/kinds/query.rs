@@ -17,6 +17,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext as DfTaskContext};
@@ -34,11 +35,10 @@ use parquet::arrow::async_reader::ParquetObjectReader;
 #[allow(deprecated)]
 use parquet::arrow::async_writer::ParquetObjectWriter;
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
-use parquet::basic::Compression;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use terrace_format::{Dataset, Location, read_data_files};
+use terrace_format::{Dataset, Location, read_data_files, scratch_properties};
 use terrace_planner::{
     Predicate, ReadOptions, ReadPlan, ReadTask, RegionSample, SchemaField, plan_read,
     schema_from_fields, schema_to_fields, staging_dir,
@@ -177,34 +177,25 @@ fn session(budget: usize) -> Result<SessionContext> {
     ))
 }
 
-/// The output schema of `sql` over an empty table `name` with `schema`; errors name the
-/// flag the SQL came from.
-async fn sql_schema(flag: &str, sql: &str, name: &str, schema: SchemaRef) -> Result<SchemaRef> {
+/// `sql` planned over an empty table `name` with `schema`; errors name the flag the SQL
+/// came from.
+async fn sql_frame(flag: &str, sql: &str, name: &str, schema: SchemaRef) -> Result<DataFrame> {
     let ctx = session(DEFAULT_BUDGET)?;
     let table = MemTable::try_new(schema, vec![vec![]]).map_err(df_error(flag, false))?;
     ctx.register_table(name, Arc::new(table))
         .map_err(df_error(flag, false))?;
-    let frame = ctx
-        .sql(sql)
+    ctx.sql(sql)
         .await
-        .map_err(|e| Error::invalid(flag, format!("{sql:?}: {e}")))?;
-    Ok(Arc::new(frame.schema().as_arrow().clone()))
+        .map_err(|e| Error::invalid(flag, format!("{sql:?}: {e}")))
 }
 
-/// The columns of table `part` (typed as `schema`) that `sql` reads, after DataFusion's
-/// projection pushdown; `None` when it reads all of them. A map that reads none
-/// (`SELECT count(*) FROM part`) still needs the rows: it gets the first column.
-async fn map_columns(sql: &str, schema: SchemaRef) -> Result<Option<Vec<String>>> {
-    let ctx = session(DEFAULT_BUDGET)?;
-    let table =
-        MemTable::try_new(Arc::clone(&schema), vec![vec![]]).map_err(df_error("--map", false))?;
-    ctx.register_table("part", Arc::new(table))
-        .map_err(df_error("--map", false))?;
-    let plan = ctx
-        .sql(sql)
-        .await
-        .and_then(|frame| frame.into_optimized_plan())
-        .map_err(|e| Error::invalid("--map", format!("{sql:?}: {e}")))?;
+/// The columns of table `part` (typed as `schema`) that the planned map `frame` reads,
+/// after DataFusion's projection pushdown; `None` when it reads all of them. A map that
+/// reads none (`SELECT count(*) FROM part`) still needs the rows: it gets the first column.
+fn map_columns(frame: DataFrame, schema: &Schema) -> Result<Option<Vec<String>>> {
+    let plan = frame
+        .into_optimized_plan()
+        .map_err(|e| Error::invalid("--map", e.to_string()))?;
     let mut used: Option<BTreeSet<usize>> = Some(BTreeSet::new());
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node
@@ -271,11 +262,14 @@ pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
         None => schema.clone(),
     };
     // A map reads only the columns its SQL uses; the scan decodes nothing else.
-    let read_columns = match &request.map_sql {
-        Some(sql) => map_columns(sql, Arc::clone(&projected))
-            .await?
-            .or_else(|| request.columns.clone()),
-        None => request.columns.clone(),
+    let (part_schema, read_columns) = match &request.map_sql {
+        Some(sql) => {
+            let frame = sql_frame("--map", sql, "part", Arc::clone(&projected)).await?;
+            let part_schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let columns = map_columns(frame, &projected)?;
+            (part_schema, columns.or_else(|| request.columns.clone()))
+        }
+        None => (Arc::clone(&projected), request.columns.clone()),
     };
     let options = ReadOptions {
         projection: read_columns,
@@ -288,12 +282,8 @@ pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
         .await
         .map_err(Error::planner("planning the query"))?;
 
-    let part_schema = match &request.map_sql {
-        Some(sql) => sql_schema("--map", sql, "part", projected).await?,
-        None => projected,
-    };
     if let Some(sql) = &request.reduce_sql {
-        sql_schema("--reduce", sql, "parts", part_schema.clone()).await?;
+        sql_frame("--reduce", sql, "parts", part_schema.clone()).await?;
     }
 
     let run_id = uuid::Uuid::now_v7().to_string();
@@ -574,8 +564,7 @@ fn register_stream(
 /// nothing when that is `None`, returning 0). Returns the rows written.
 ///
 /// Parts and results are read back once and deleted, so they are written as scratch
-/// files: LZ4 without dictionaries, cheap on both sides (the user's `--output` is written
-/// by the CLI with its own settings).
+/// files ([`scratch_properties`]); a Parquet `--output` is a copy of the result.
 #[allow(deprecated)]
 async fn write_parquet(
     loc: &Location,
@@ -592,11 +581,7 @@ async fn write_parquet(
         },
     };
     let object = ParquetObjectWriter::new(loc.store.clone(), loc.child(relative));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::LZ4_RAW)
-        .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .build();
+    let props = scratch_properties(WriterProperties::builder()).build();
     let write_err = |e: parquet::errors::ParquetError| Error::Execution {
         context: format!("writing {relative} in {}", loc.display),
         reason: e.to_string(),
