@@ -31,6 +31,9 @@ pub struct Location {
     pub store: Arc<dyn ObjectStore>,
     /// The dataset root inside the store.
     pub root: Path,
+    /// The store is this machine's filesystem or memory, where a byte written costs a
+    /// copy rather than a transfer (so scratch files are better left uncompressed).
+    pub local: bool,
 }
 
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
@@ -92,6 +95,7 @@ impl Location {
                     display: location.trim_end_matches('/').to_string(),
                     store,
                     root,
+                    local: true,
                 })
             }
             _ => {
@@ -110,6 +114,7 @@ impl Location {
                     display: location.trim_end_matches('/').to_string(),
                     store: Arc::from(store),
                     root,
+                    local: false,
                 })
             }
         }
@@ -130,6 +135,7 @@ impl Location {
             display: display.trim_end_matches('/').to_string(),
             store: Arc::new(store),
             root,
+            local: true,
         })
     }
 
@@ -184,6 +190,7 @@ mod tests {
         let expected = Path::from_absolute_path(cwd.join("lake/flights")).unwrap();
         assert_eq!(location.root, expected);
         assert_eq!(location.display, "./lake/../lake/flights");
+        assert!(location.local);
     }
 
     #[test]
@@ -194,6 +201,7 @@ mod tests {
         assert_eq!(a.root.as_ref(), "a");
         let c = Location::parse("memory://other-test/a").unwrap();
         assert!(!Arc::ptr_eq(&a.store, &c.store));
+        assert!(a.local);
     }
 
     #[test]

@@ -342,6 +342,7 @@ fn writer(
                 .row_group_rows
                 .unwrap_or(WriterOptions::default().row_group_rows),
             scratch,
+            compress_scratch: !loc.local,
             ..WriterOptions::default()
         },
     )

@@ -581,7 +581,7 @@ async fn write_parquet(
         },
     };
     let object = ParquetObjectWriter::new(loc.store.clone(), loc.child(relative));
-    let props = scratch_properties(WriterProperties::builder()).build();
+    let props = scratch_properties(WriterProperties::builder(), true).build();
     let write_err = |e: parquet::errors::ParquetError| Error::Execution {
         context: format!("writing {relative} in {}", loc.display),
         reason: e.to_string(),
