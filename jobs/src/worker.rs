@@ -243,6 +243,8 @@ pub struct WorkerReport {
 /// batches; a heartbeat renews this worker's leases (and reaps expired ones) every third
 /// of the lease. On Postgres an idle worker sleeps until a NOTIFY or the poll interval;
 /// on SQLite it polls, from 2 ms after work was found, doubling up to the poll interval.
+/// Either way its own completions wake it at once, so the next stage of a job it just
+/// finished a stage of starts without waiting for a poll.
 #[derive(Debug)]
 pub struct Worker {
     queue: Queue,
@@ -312,7 +314,12 @@ impl Worker {
         let wake = Arc::new(Notify::new());
         let listener = queue.backend().spawn_listener(wake.clone());
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let completer = tokio::spawn(completion_loop(queue.clone(), done_rx, batch as usize));
+        let completer = tokio::spawn(completion_loop(
+            queue.clone(),
+            done_rx,
+            batch as usize,
+            wake.clone(),
+        ));
 
         let ctx = TaskContext {
             queue: queue.clone(),
@@ -362,7 +369,7 @@ impl Worker {
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break 'claiming,
-                    () = wake.notified(), if listener.is_some() => {}
+                    () = wake.notified() => {}
                     () = tokio::time::sleep(if listener.is_some() { config.poll_interval } else { idle }) => {}
                 }
                 idle = (idle * 2).min(config.poll_interval);
@@ -456,11 +463,14 @@ async fn heartbeat_loop(
 }
 
 /// Writes outcomes in batches: whatever has arrived while the previous batch was being
-/// written goes into the next one.
+/// written goes into the next one. After each batch of completions it wakes the claim loop:
+/// a completion may have made the job's next stage ready, and this worker should not
+/// sleep through it (on SQLite nothing else would tell it before its next poll).
 async fn completion_loop(
     queue: Queue,
     mut rx: mpsc::UnboundedReceiver<Outcome>,
     batch: usize,
+    wake: Arc<Notify>,
 ) -> WorkerReport {
     let mut report = WorkerReport::default();
     let mut done = Vec::with_capacity(batch);
@@ -492,6 +502,7 @@ async fn completion_loop(
                 Err(e) => tracing::error!(error = %e, n = done.len(), "dropping completions"),
             }
             done.clear();
+            wake.notify_one();
         }
         for (a, e) in failed.drain(..) {
             match with_retries("failing a task", || queue.fail(&a, &e.message, e.retryable)).await {
