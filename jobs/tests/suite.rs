@@ -965,3 +965,69 @@ async fn a_worker_prunes_finished_jobs_past_its_retention(
         .expect("worker");
     assert!(matches!(q.job(old).await, Err(Error::JobNotFound { .. })));
 }
+
+/// A worker claims a job's next stage as soon as its own completion made it ready, not
+/// after its idle back-off. SQLite only: it has no push notification, so before the
+/// wake-up a slot that had polled through a 3 s task slept ~1 s past its end (back-off
+/// 2, 4, ... 2048 ms); PostgreSQL's NOTIFY already woke it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_starts_the_next_stage_right_after_its_own_completion() {
+    let db = TestDb::new(Kind::Sqlite).await;
+    let q = db.queue(QueueOptions::default()).await;
+    let id = q
+        .submit(
+            NewJob::new("ingest", json!({}))
+                .with_task(NewTask::new(0, json!("map")))
+                .with_task(NewTask::new(1, json!("commit"))),
+        )
+        .await
+        .expect("submit");
+    let marks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = {
+        let marks = marks.clone();
+        Arc::new(handler_fn(move |task, _ctx| {
+            let marks = marks.clone();
+            let stage = task.stage;
+            async move {
+                marks
+                    .lock()
+                    .unwrap()
+                    .push(("start", stage, std::time::Instant::now()));
+                if stage == 0 {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                marks
+                    .lock()
+                    .unwrap()
+                    .push(("end", stage, std::time::Instant::now()));
+                Ok(TaskOutput::default())
+            }
+        }))
+    };
+    let worker = Worker::new(
+        q.clone(),
+        WorkerConfig::default()
+            .with_concurrency(2)
+            .with_poll_interval(Duration::from_secs(30)),
+    );
+    let watcher = q.clone();
+    worker
+        .run(handler, async move {
+            wait_for_state(&watcher, id, JobState::Succeeded, Duration::from_secs(60)).await;
+        })
+        .await
+        .expect("worker");
+    let marks = marks.lock().unwrap().clone();
+    let at = |what: &str, stage: i32| {
+        marks
+            .iter()
+            .find(|(w, s, _)| *w == what && *s == stage)
+            .map(|m| m.2)
+            .expect("mark")
+    };
+    let gap = at("start", 1).duration_since(at("end", 0));
+    assert!(
+        gap < Duration::from_millis(500),
+        "the commit stage started {gap:?} after the map task ended"
+    );
+}
