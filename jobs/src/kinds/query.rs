@@ -564,7 +564,8 @@ fn register_stream(
 /// nothing when that is `None`, returning 0). Returns the rows written.
 ///
 /// Parts and results are read back once and deleted, so they are written as scratch
-/// files ([`scratch_properties`]); a Parquet `--output` is a copy of the result.
+/// files ([`scratch_properties`]), compressed even on a local store: a Parquet `--output`
+/// is a copy of the result, so the result is what the user keeps.
 #[allow(deprecated)]
 async fn write_parquet(
     loc: &Location,
