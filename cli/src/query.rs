@@ -64,10 +64,12 @@ pub struct RegionArgs {
     pub position_column: String,
 }
 
-/// How a read becomes tasks; by default one task per data file (as kartothek).
+/// How a read becomes tasks; by default one task per data file (as kartothek), small
+/// files grouped into tasks of up to 32 MiB (as dask fuses small partitions).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TaskArgs {
-    /// Group files into tasks of about this many bytes (e.g. 256MiB): fewer, bigger tasks.
+    /// Group files into tasks of up to this many bytes [default: 32MiB]; 256MiB makes
+    /// fewer, bigger tasks, 0 one task per data file.
     #[arg(long, value_name = "SIZE", value_parser = crate::parse::size,
           conflicts_with_all = ["dispatch_by", "regions"])]
     pub task_size: Option<u64>,

@@ -50,7 +50,9 @@ pub use inputs::{
 };
 pub use predicate::{Dnf, DnfTerm, Op, Predicate};
 pub use prune::{PruneStep, PruneStepKind, Pruned, prune};
-pub use read_plan::{ReadOptions, ReadPlan, ReadTask, RegionSample, TaskFile, plan_read};
+pub use read_plan::{
+    DEFAULT_BYTES_PER_TASK, ReadOptions, ReadPlan, ReadTask, RegionSample, TaskFile, plan_read,
+};
 pub use regions::{Region, merge_regions, parse_bed, split_regions};
 pub use row_groups::RowGroupHint;
 pub use write_plan::{

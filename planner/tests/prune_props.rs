@@ -232,8 +232,19 @@ proptest! {
                 prop_assert_eq!(w[0].files_after, w[1].files_before);
             }
             prop_assert!(pruned.steps.iter().all(|s| s.files_after <= s.files_before));
-            let plan = plan_read(&ds, &ReadOptions { predicate: Some(predicate), ..Default::default() }).await.unwrap();
+            // One task per file with a target of 0; by default, small files share tasks.
+            let per_file = ReadOptions {
+                predicate: Some(predicate.clone()),
+                target_bytes_per_task: Some(0),
+                ..Default::default()
+            };
+            let plan = plan_read(&ds, &per_file).await.unwrap();
             prop_assert_eq!(plan.tasks.len(), pruned.files.len());
+            let plan = plan_read(&ds, &ReadOptions { predicate: Some(predicate), ..Default::default() }).await.unwrap();
+            let planned: Vec<&str> = plan.tasks.iter().flat_map(|t| &t.files).map(|f| f.path.as_str()).collect();
+            let kept: Vec<&str> = pruned.files.iter().map(|f| f.path.as_str()).collect();
+            prop_assert_eq!(planned, kept);
+            prop_assert!(plan.tasks.len() <= pruned.files.len().max(1));
             let groups = pruned.steps.last().unwrap();
             prop_assert!(groups.row_groups_after <= groups.row_groups_before);
             let got = read_tasks(&ds, &plan.tasks).await;

@@ -478,9 +478,18 @@ print(len(want))
         ["origin=EWR", "origin=JFK", "origin=LGA"]
     );
     assert_eq!(tasks(&["--task-size", "1GiB"]), ["3 files"]);
+    // By default these small files share one task; `--task-size 0` gives one per file.
+    assert_eq!(tasks(&[]), ["3 files"]);
+    let per_file = tasks(&["--task-size", "0"]);
+    assert_eq!(per_file.len(), 3, "{per_file:?}");
+    assert!(
+        per_file.iter().all(|l| l.ends_with(".parquet")),
+        "{per_file:?}"
+    );
     for extra in [
         &["--dispatch-by", "origin"][..],
         &["--task-size", "1GiB"][..],
+        &["--task-size", "0"][..],
     ] {
         let mut args = vec![
             "query",

@@ -76,7 +76,8 @@ pub struct QueryRequest {
     pub limit: Option<u64>,
     /// Bytes a task may hold (default 256 MiB).
     pub memory_budget: Option<usize>,
-    /// Group files into tasks of about this many bytes (default one task per file).
+    /// Group small files into tasks of at most this many bytes (0: one task per file;
+    /// default [`terrace_planner::DEFAULT_BYTES_PER_TASK`]).
     pub target_bytes_per_task: Option<u64>,
     /// One task per value of this partition column.
     pub dispatch_by: Option<String>,
