@@ -337,6 +337,17 @@ async fn queries_filter_map_reduce_and_limit() {
     )
     .await;
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 7);
+    // These small files are one read task, whose part becomes the result as it is, unless
+    // a map ran there: then the limit is applied by the gather.
+    let with_map = QueryRequest {
+        dataset: dataset.clone(),
+        map_sql: Some("SELECT * FROM part".into()),
+        limit: Some(7),
+        ..Default::default()
+    };
+    assert_eq!(plan_query(with_map.clone()).await.unwrap().1.tasks.len(), 1);
+    let rows = query_rows(&env, with_map).await;
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 7);
 
     // A query that matches nothing still has a (typed, empty) result.
     let rows = query_rows(

@@ -329,12 +329,27 @@ pub(crate) async fn run(
         read_part(spec, &loc, &read).await
     } else {
         let parts = ctx.stage_results(task.job_id, 0).await?;
-        let paths: Vec<String> = parts
+        let parts: Vec<(String, u64)> = parts
             .iter()
-            .filter_map(|(_, r)| r.get("part").and_then(|p| p.as_str()).map(str::to_string))
+            .filter_map(|(_, r)| {
+                let path = r.get("part")?.as_str()?.to_string();
+                Some((path, r.get("rows").and_then(|n| n.as_u64()).unwrap_or(0)))
+            })
             .collect();
-        gather(spec, &loc, paths).await
+        if let [(part, rows)] = parts.as_slice()
+            && part_is_the_result(spec)
+        {
+            // Decoding and encoding it again would only copy it.
+            return Ok(TaskOutput::new(json!({"result": part, "rows": rows})));
+        }
+        gather(spec, &loc, parts.into_iter().map(|(p, _)| p).collect()).await
     }
+}
+
+/// Whether a lone part is already the query's result: nothing is reduced, and the read
+/// task applied the limit itself (it does when there is no map).
+fn part_is_the_result(spec: &QuerySpec) -> bool {
+    spec.reduce_sql.is_none() && (spec.limit.is_none() || spec.map_sql.is_none())
 }
 
 async fn read_part(spec: &QuerySpec, loc: &Location, read: &ReadTask) -> Result<TaskOutput> {
