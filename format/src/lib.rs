@@ -32,6 +32,7 @@
 //! ```
 
 mod commit;
+mod concat;
 mod datafile;
 mod dataset;
 mod error;
@@ -43,9 +44,11 @@ mod manifest;
 mod reader;
 mod schema;
 mod stats;
+mod upload;
 mod writer;
 
 pub use commit::{CommitBuilder, Committed};
+pub use concat::{MIN_CONCAT_ROWS_PER_ROW_GROUP, concat_data_files, worth_concatenating};
 pub use datafile::{ColumnStats, DataFile, RowGroupStats};
 pub use dataset::{CreateOptions, Dataset};
 pub use error::{Error, Result};

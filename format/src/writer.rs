@@ -13,45 +13,53 @@
 //!   [`WriterOptions::memory_budget`] after a batch, the largest files' row groups are
 //!   flushed first (their bytes then stream out in parts); if encoded bytes smaller than a
 //!   part still exceed the budget, the largest files are closed early (the next rows of
-//!   that group start a new file). So the writer never holds more than the budget plus one
-//!   batch, whatever the input size.
+//!   that group start a new file). So what the writer holds is bounded whatever the
+//!   input size: the budget, plus one batch, plus the fresh encoders that batch opens
+//!   after a flush. That last share is not small with many groups: on TPC-H lineitem's 56
+//!   (partition, bucket) groups the accounted peak was 460 MiB for a 256 MiB budget, and
+//!   the process's resident memory about 0.9 GiB per writer (the encoders' zstd contexts
+//!   and allocator slack are not accounted). A smaller budget only made files smaller
+//!   and the ingest slower (128 MiB: 0.89 GiB resident, 1.8x the time).
 //! - **Streaming uploads.** Encoded bytes leave in parts of
 //!   [`WriterOptions::upload_part_size`] through a bounded channel to one async upload task
 //!   per file; a file that ends before filling one part is sent with a single `put`. A
 //!   dropped writer never completes an upload, so aborted files do not appear.
+//! - **Dictionaries where values repeat.** Each column is dictionary-encoded or not
+//!   as the first batch's distinct values say ([`choose_properties`]), instead of
+//!   Parquet's default of interning every value of every column.
 //! - **CPU off the executor.** Splitting, hashing and Parquet encoding run in
 //!   `spawn_blocking`, with the open files encoded in parallel by rayon.
-//! - **Small groups are coalesced**: rows of a group are buffered until a chunk is worth
-//!   encoding (or, with [`WriterOptions::sort_by`], until a whole row group is there so
-//!   that every row group is sorted).
+//! - **One reorder per batch.** A batch's rows are put in group order by one counting
+//!   sort and one `take` per column; a group's rows are a slice of that, handed to its
+//!   encoder without another copy. Small groups are copied out and coalesced until they
+//!   are worth encoding (or, with [`WriterOptions::sort_by`], until a whole row group is
+//!   there so that every row group is sorted).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::mem;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
-use bytes::{Bytes, BytesMut};
 use datafusion::common::{HashMap, HashSet, ScalarValue};
 use object_store::path::Path;
-use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use std::collections::HashMap as StdHashMap;
-use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
 
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, bucket_ids, data_file_name, partition_path};
 use crate::schema::column_list;
 use crate::stats::file_column_stats;
+use crate::upload::{PartSink, Upload};
 
 /// Tuning of a [`DataFileWriter`].
 #[derive(Debug, Clone, PartialEq)]
@@ -121,13 +129,6 @@ pub fn scratch_properties(
         .set_statistics_enabled(EnabledStatistics::Chunk)
 }
 
-/// Rows of one group buffered before they are handed to the Parquet encoder: big enough
-/// that per-call overhead vanishes, small enough to stay a minor share of memory.
-const CHUNK_ROWS: usize = 16 * 1024;
-
-/// Parts of one file that may be uploading at once.
-const PARTS_IN_FLIGHT: usize = 2;
-
 /// Writes record batches of one dataset into partitioned, bucketed Parquet files.
 ///
 /// Call [`write`](Self::write) for each batch, then [`finish`](Self::finish) to get the
@@ -178,6 +179,9 @@ struct Plan {
 /// Mutable state, moved into each blocking step and back.
 #[derive(Default)]
 struct State {
+    /// The properties files are opened with, chosen from the first batch
+    /// ([`choose_properties`]).
+    props: Option<WriterProperties>,
     /// std's map, for rayon's parallel iteration over the open files.
     open: StdHashMap<GroupKey, OpenFile>,
     closed: Vec<DataFile>,
@@ -186,9 +190,6 @@ struct State {
     /// Bytes held by open files (without parts in flight) after the last step.
     open_bytes: usize,
 }
-
-/// An upload task and the object it writes.
-type Upload = (Path, JoinHandle<Result<()>>);
 
 /// (canonical partition-value bytes, bucket).
 type GroupKey = (Box<[u8]>, Option<u32>);
@@ -298,7 +299,7 @@ impl DataFileWriter {
         }
         .build();
         let chunk_rows = if sort_idx.is_empty() {
-            CHUNK_ROWS.min(options.row_group_rows.max(1))
+            SLICE_ROWS.min(options.row_group_rows.max(1))
         } else {
             options.row_group_rows.max(1)
         };
@@ -368,6 +369,12 @@ impl DataFileWriter {
     /// On failure the uploaded files are left for `gc` (they are unreferenced); call
     /// [`abort`](Self::abort) instead of `finish` to remove them eagerly.
     pub async fn finish(mut self) -> Result<Vec<DataFile>> {
+        tracing::debug!(
+            root = %self.plan.root,
+            files = self.uploads.len(),
+            peak_buffered_bytes = self.peak_buffered_bytes(),
+            "finishing data files"
+        );
         let closed = self.step(close_all).await;
         let mut first_error = closed.err();
         for (location, upload) in mem::take(&mut self.uploads) {
@@ -489,10 +496,13 @@ fn check_batch(schema: &Schema, batch: &RecordBatch) -> Result<()> {
 
 /// Split `batch` by group, buffer and encode, roll big files, then enforce the budget.
 fn ingest(plan: &Plan, state: &mut State, batch: &RecordBatch) -> Result<()> {
+    let props = state
+        .props
+        .get_or_insert_with(|| choose_properties(plan, batch));
     let groups = split(plan, batch)?;
     for group in groups {
         if !state.open.contains_key(&group.key) {
-            let (file, upload) = open_file(plan, group.partition_values, group.bucket)?;
+            let (file, upload) = open_file(plan, props, group.partition_values, group.bucket)?;
             state.new_uploads.push(upload);
             state.open.insert(group.key.clone(), file);
         }
@@ -500,7 +510,7 @@ fn ingest(plan: &Plan, state: &mut State, batch: &RecordBatch) -> Result<()> {
             continue;
         };
         file.pending_rows += group.batch.num_rows();
-        file.pending_bytes += group.batch.get_array_memory_size();
+        file.pending_bytes += group.bytes;
         file.pending.push(group.batch);
     }
     state
@@ -600,10 +610,24 @@ struct Group {
     key: GroupKey,
     partition_values: Vec<ScalarValue>,
     bucket: Option<u32>,
+    /// A slice of the batch's rows reordered by group, or (for a group of few rows, or
+    /// rows held until a row group is complete) a compact copy.
     batch: RecordBatch,
+    /// The bytes these rows hold: a slice's share of the reordered batch.
+    bytes: usize,
 }
 
+/// A group with at least this many rows of a batch is handed on as a slice of the
+/// reordered batch (no copy) and encoded in the same step; smaller groups are copied out
+/// and coalesced, so that a rare group does not keep whole batches alive.
+const SLICE_ROWS: usize = 1024;
+
 /// Split a batch into per-(partition, bucket) batches of the stored columns.
+///
+/// Rows are reordered by group with one counting sort and one `take` per column, and
+/// each group is a slice of the result: a take per group and column costs an allocation
+/// each (56 groups x 15 columns per batch on lineitem), which showed as malloc, free and
+/// memmove in the ingest profile.
 fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
     let data = RecordBatch::try_new(
         Arc::clone(&plan.file_schema),
@@ -638,60 +662,181 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
         None => None,
     };
 
-    // Group ids in order of first appearance, with each group's row indices.
+    // Group ids in order of first appearance, and each row's group.
+    let num_rows = batch.num_rows();
     let mut first_row: Vec<usize> = Vec::new();
-    let mut members: Vec<Vec<u32>> = Vec::new();
+    let mut group_of: Vec<u32> = Vec::with_capacity(num_rows);
     {
-        let mut ids: HashMap<(&[u8], Option<u32>), usize> = HashMap::default();
-        for row in 0..batch.num_rows() {
+        let mut ids: HashMap<(&[u8], Option<u32>), u32> = HashMap::default();
+        for row in 0..num_rows {
             let bucket = buckets.as_ref().map(|b| b[row]);
             let bytes: &[u8] = rows.as_ref().map_or(&[], |r| r.row(row).data());
-            let next = first_row.len();
+            // Group ids fit u32: there are at most as many groups as rows.
+            let next = first_row.len() as u32;
             let id = *ids.entry((bytes, bucket)).or_insert(next);
             if id == next {
                 first_row.push(row);
-                members.push(Vec::new());
             }
-            // Row indices fit u32: Arrow batches are limited far below 4 billion rows.
-            members[id].push(row as u32);
+            group_of.push(id);
         }
     }
+    let describe = |first: usize| -> Result<(GroupKey, Vec<ScalarValue>, Option<u32>)> {
+        let bucket = buckets.as_ref().map(|b| b[first]);
+        let bytes: Box<[u8]> = rows
+            .as_ref()
+            .map_or_else(|| Box::from(&[][..]), |r| Box::from(r.row(first).data()));
+        let partition_values = partition_columns
+            .iter()
+            .map(|c| {
+                ScalarValue::try_from_array(c, first)
+                    .map_err(|e| Error::datafusion("reading partition values", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(((bytes, bucket), partition_values, bucket))
+    };
+    // Rows held until a whole row group is there (sorted writes) are copied out too.
+    let slice_rows = if plan.sort_idx.is_empty() {
+        SLICE_ROWS
+    } else {
+        usize::MAX
+    };
 
-    let single = members.len() == 1;
-    members
+    if first_row.len() == 1 {
+        let (key, partition_values, bucket) = describe(0)?;
+        let bytes = data.get_array_memory_size();
+        return Ok(vec![Group {
+            key,
+            partition_values,
+            bucket,
+            batch: data,
+            bytes,
+        }]);
+    }
+
+    // Counting sort: the rows of group g end up at offsets[g]..offsets[g + 1].
+    let mut offsets = vec![0u32; first_row.len() + 1];
+    for &g in &group_of {
+        offsets[g as usize + 1] += 1;
+    }
+    for g in 1..offsets.len() {
+        offsets[g] += offsets[g - 1];
+    }
+    let mut cursor = offsets.clone();
+    let mut order = vec![0u32; num_rows];
+    for (row, &g) in group_of.iter().enumerate() {
+        let at = &mut cursor[g as usize];
+        // Row indices fit u32: Arrow batches are limited far below 4 billion rows.
+        order[*at as usize] = row as u32;
+        *at += 1;
+    }
+    let order = UInt32Array::from(order);
+    let columns = data
+        .columns()
+        .par_iter()
+        .map(|c| arrow::compute::take(c.as_ref(), &order, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
+    let sorted = RecordBatch::try_new(Arc::clone(&plan.file_schema), columns)
+        .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
+    let sorted_bytes = sorted.get_array_memory_size();
+
+    first_row
         .into_par_iter()
-        .zip(first_row)
-        .map(|(indices, first)| {
-            let bucket = buckets.as_ref().map(|b| b[first]);
-            let bytes: Box<[u8]> = rows
-                .as_ref()
-                .map_or_else(|| Box::from(&[][..]), |r| Box::from(r.row(first).data()));
-            let partition_values = partition_columns
-                .iter()
-                .map(|c| {
-                    ScalarValue::try_from_array(c, first)
-                        .map_err(|e| Error::datafusion("reading partition values", e))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let batch = if single {
-                data.clone()
+        .enumerate()
+        .map(|(g, first)| {
+            let (key, partition_values, bucket) = describe(first)?;
+            let start = offsets[g] as usize;
+            let len = offsets[g + 1] as usize - start;
+            let slice = sorted.slice(start, len);
+            let (batch, bytes) = if len >= slice_rows {
+                (slice, sorted_bytes * len / num_rows.max(1))
             } else {
-                take_record_batch(&data, &UInt32Array::from(indices))
-                    .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?
+                let copy = concat_batches(&plan.file_schema, [&slice])
+                    .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
+                let bytes = copy.get_array_memory_size();
+                (copy, bytes)
             };
             Ok(Group {
-                key: (bytes, bucket),
+                key,
                 partition_values,
                 bucket,
                 batch,
+                bytes,
             })
         })
         .collect()
 }
 
+/// Rows of the first batch whose distinct values decide each column's encoding.
+const DICTIONARY_SAMPLE_ROWS: usize = 16 * 1024;
+
+/// The writer's properties with dictionary encoding turned off for every column whose
+/// values are mostly distinct in the first batch (more than half of up to
+/// [`DICTIONARY_SAMPLE_ROWS`] rows).
+///
+/// Parquet's encoder interns every value of a dictionary column until the dictionary
+/// reaches its page limit (1 MiB), so a column of nearly unique values (prices, comments,
+/// foreign keys) pays for hashing each value and is then written plain anyway, or not at
+/// all: 128 Ki doubles fit the limit, so a file of fewer rows keeps a useless dictionary.
+/// Interning was 10% of the CPU of the lineitem ingest. Columns with few distinct values
+/// (flags, dates, quantities) keep their dictionaries, which make the files smaller and
+/// zstd's work lighter (turning dictionaries off everywhere was measured slower). This
+/// is polars's rule too: it dictionary-encodes a column only when a sample says the
+/// values repeat.
+fn choose_properties(plan: &Plan, batch: &RecordBatch) -> WriterProperties {
+    if plan.options.scratch {
+        return plan.props.clone();
+    }
+    let sample = batch.slice(0, batch.num_rows().min(DICTIONARY_SAMPLE_ROWS));
+    let schema = batch.schema();
+    let mut builder = plan.props.clone().into_builder();
+    for &i in &plan.data_idx {
+        let column = sample.column(i);
+        if !dictionary_candidate(column.data_type()) || column.is_empty() {
+            continue;
+        }
+        let Ok(converter) = RowConverter::new(vec![SortField::new(column.data_type().clone())])
+        else {
+            continue;
+        };
+        let Ok(rows) = converter.convert_columns(&[Arc::clone(column)]) else {
+            continue;
+        };
+        let mut distinct: HashSet<&[u8]> = HashSet::default();
+        distinct.reserve(rows.num_rows());
+        for row in rows.iter() {
+            distinct.insert(row.data());
+        }
+        if distinct.len() * 2 > rows.num_rows() {
+            builder = builder.set_column_dictionary_enabled(
+                ColumnPath::new(vec![schema.field(i).name().clone()]),
+                false,
+            );
+        }
+    }
+    builder.build()
+}
+
+/// Flat columns that Parquet may dictionary-encode (booleans and nested types are left
+/// to the encoder's defaults).
+fn dictionary_candidate(data_type: &DataType) -> bool {
+    (data_type.is_primitive() && *data_type != DataType::Boolean)
+        || matches!(
+            data_type,
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
+        )
+}
+
 /// Start a new file for a group: its Parquet encoder and its upload task.
 fn open_file(
     plan: &Plan,
+    props: &WriterProperties,
     partition_values: Vec<ScalarValue>,
     bucket: Option<u32>,
 ) -> Result<(OpenFile, Upload)> {
@@ -703,27 +848,15 @@ fn open_file(
         format!("{}/{name}", dir.trim_end_matches('/'))
     };
     let location = object_path(&plan.root, &rel_path)?;
-    let part_size = plan.options.upload_part_size.max(1);
-    let (tx, rx) = mpsc::channel(1);
-    let upload = plan.handle.spawn(upload(
+    let (sink, upload) = PartSink::start(
+        &plan.handle,
         Arc::clone(&plan.store),
         location.clone(),
-        rx,
+        plan.options.upload_part_size,
         Arc::clone(&plan.in_flight),
-    ));
-    let sink = PartSink {
-        buffer: BytesMut::new(),
-        part_size,
-        tx: Some(tx),
-        written: 0,
-        in_flight: Arc::clone(&plan.in_flight),
-    };
-    let writer = ArrowWriter::try_new(
-        sink,
-        Arc::clone(&plan.file_schema),
-        Some(plan.props.clone()),
-    )
-    .map_err(|e| Error::parquet(&location, e))?;
+    );
+    let writer = ArrowWriter::try_new(sink, Arc::clone(&plan.file_schema), Some(props.clone()))
+        .map_err(|e| Error::parquet(&location, e))?;
     let file = OpenFile {
         partition_values,
         bucket,
@@ -735,7 +868,7 @@ fn open_file(
         rows: 0,
         index: plan.index.iter().map(|_| HashSet::default()).collect(),
     };
-    Ok((file, (location, upload)))
+    Ok((file, upload))
 }
 
 /// `root/relative`, keeping the percent-encoding of `relative` as it is.
@@ -774,35 +907,32 @@ impl OpenFile {
         let pending = mem::take(&mut self.pending);
         self.pending_rows = 0;
         self.pending_bytes = 0;
-        let chunk = if pending.len() == 1 {
-            pending.into_iter().next().ok_or_else(|| Error::Task {
-                context: "encoding rows".to_string(),
-                reason: "pending rows vanished".to_string(),
-            })?
+        // Sorting needs the row group's rows in one batch; otherwise the encoder takes
+        // the pieces as they are (it buffers pages itself), saving a copy.
+        let chunks = if plan.sort_idx.is_empty() {
+            pending
         } else {
-            concat_batches(&plan.file_schema, &pending)
-                .map_err(|e| Error::arrow("concatenating buffered rows", e))?
+            let chunk = concat_batches(&plan.file_schema, &pending)
+                .map_err(|e| Error::arrow("concatenating buffered rows", e))?;
+            vec![sort_batch(&chunk, &plan.sort_idx)?]
         };
-        let chunk = if plan.sort_idx.is_empty() {
-            chunk
-        } else {
-            sort_batch(&chunk, &plan.sort_idx)?
-        };
-        for ((_, column, converter), distinct) in plan.index.iter().zip(self.index.iter_mut()) {
-            let rows = converter
-                .convert_columns(&[Arc::clone(chunk.column(*column))])
-                .map_err(|e| Error::arrow("collecting index values", e))?;
-            for row in rows.iter() {
-                if !distinct.contains(row.data()) {
-                    distinct.insert(Box::from(row.data()));
+        let path = &self.rel_path;
+        for chunk in &chunks {
+            for ((_, column, converter), distinct) in plan.index.iter().zip(self.index.iter_mut()) {
+                let rows = converter
+                    .convert_columns(&[Arc::clone(chunk.column(*column))])
+                    .map_err(|e| Error::arrow("collecting index values", e))?;
+                for row in rows.iter() {
+                    if !distinct.contains(row.data()) {
+                        distinct.insert(Box::from(row.data()));
+                    }
                 }
             }
+            self.rows += chunk.num_rows() as u64;
+            self.writer
+                .write(chunk)
+                .map_err(|e| Error::parquet(path, e))?;
         }
-        self.rows += chunk.num_rows() as u64;
-        let path = &self.rel_path;
-        self.writer
-            .write(&chunk)
-            .map_err(|e| Error::parquet(path, e))?;
         if !plan.sort_idx.is_empty() {
             // Each row group holds exactly one sorted chunk.
             self.writer.flush().map_err(|e| Error::parquet(path, e))?;
@@ -868,197 +998,6 @@ fn sort_batch(batch: &RecordBatch, columns: &[usize]) -> Result<RecordBatch> {
     let indices =
         lexsort_to_indices(&sort_columns, None).map_err(|e| Error::arrow("sorting rows", e))?;
     take_record_batch(batch, &indices).map_err(|e| Error::arrow("sorting rows", e))
-}
-
-/// What the encoder sends to a file's upload task.
-enum Part {
-    Data(Bytes),
-    /// The file is complete; without it the upload is abandoned.
-    Done,
-}
-
-/// The `Write` end of a file: collects encoded bytes and sends them in parts.
-struct PartSink {
-    buffer: BytesMut,
-    part_size: usize,
-    tx: Option<mpsc::Sender<Part>>,
-    written: u64,
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl PartSink {
-    fn send(&mut self, part: Part) -> std::io::Result<()> {
-        let len = match &part {
-            Part::Data(b) => b.len(),
-            Part::Done => 0,
-        };
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("the file was already finished"))?;
-        self.in_flight.fetch_add(len, Ordering::Relaxed);
-        // Blocks this encoding thread while the upload is behind: that is the backpressure
-        // that keeps memory bounded on slow stores.
-        tx.blocking_send(part).map_err(|_| {
-            self.in_flight.fetch_sub(len, Ordering::Relaxed);
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the upload of this file stopped (see the upload error)",
-            )
-        })
-    }
-
-    fn send_full_parts(&mut self) -> std::io::Result<()> {
-        while self.buffer.len() >= self.part_size {
-            let part = self.buffer.split_to(self.part_size).freeze();
-            self.send(Part::Data(part))?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        self.send_full_parts()?;
-        if !self.buffer.is_empty() {
-            let last = mem::take(&mut self.buffer).freeze();
-            self.send(Part::Data(last))?;
-        }
-        self.send(Part::Done)?;
-        self.tx = None;
-        Ok(())
-    }
-}
-
-impl Write for PartSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.buffer.capacity() - self.buffer.len() < buf.len() {
-            // Grow towards one part at once instead of doubling in small steps.
-            let want = self.part_size.max(buf.len());
-            self.buffer.reserve(want.min(self.part_size + buf.len()));
-        }
-        self.buffer.extend_from_slice(buf);
-        self.written += buf.len() as u64;
-        self.send_full_parts()?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Upload one file from the parts its encoder sends: a single `put` if it ends within
-/// one part, a multipart upload otherwise. Abandons the upload if the channel closes
-/// before [`Part::Done`].
-async fn upload(
-    store: Arc<dyn ObjectStore>,
-    location: Path,
-    mut rx: mpsc::Receiver<Part>,
-    in_flight: Arc<AtomicUsize>,
-) -> Result<()> {
-    let first = match rx.recv().await {
-        Some(Part::Data(b)) => b,
-        Some(Part::Done) => Bytes::new(),
-        None => return Err(abandoned(&location)),
-    };
-    let second = match rx.recv().await {
-        Some(Part::Data(b)) => b,
-        Some(Part::Done) => {
-            let len = first.len();
-            let result = store.put(&location, PutPayload::from(first)).await;
-            in_flight.fetch_sub(len, Ordering::Relaxed);
-            result.map_err(|e| Error::store(&location, e))?;
-            return Ok(());
-        }
-        None => {
-            in_flight.fetch_sub(first.len(), Ordering::Relaxed);
-            return Err(abandoned(&location));
-        }
-    };
-    let mut multipart = store
-        .put_multipart(&location)
-        .await
-        .map_err(|e| Error::store(&location, e))?;
-    let mut parts = JoinSet::new();
-    let sent = send_parts(
-        multipart.as_mut(),
-        &mut parts,
-        [first, second],
-        &mut rx,
-        &in_flight,
-        &location,
-    )
-    .await;
-    match sent {
-        Ok(()) => {
-            multipart
-                .complete()
-                .await
-                .map_err(|e| Error::store(&location, e))?;
-            Ok(())
-        }
-        Err(e) => {
-            parts.shutdown().await;
-            // Best effort: the error that stopped the upload is the one worth reporting.
-            let _ = multipart.abort().await;
-            Err(e)
-        }
-    }
-}
-
-/// Upload `start` and then every part received until [`Part::Done`], with at most
-/// [`PARTS_IN_FLIGHT`] parts uploading at once.
-async fn send_parts(
-    multipart: &mut dyn MultipartUpload,
-    parts: &mut JoinSet<object_store::Result<()>>,
-    start: [Bytes; 2],
-    rx: &mut mpsc::Receiver<Part>,
-    in_flight: &Arc<AtomicUsize>,
-    location: &Path,
-) -> Result<()> {
-    let mut start = start.into_iter();
-    loop {
-        let data = match start.next() {
-            Some(b) => b,
-            None => match rx.recv().await {
-                Some(Part::Data(b)) => b,
-                Some(Part::Done) => break,
-                None => return Err(abandoned(location)),
-            },
-        };
-        while parts.len() >= PARTS_IN_FLIGHT {
-            join_part(parts, location).await?;
-        }
-        let len = data.len();
-        let part = multipart.put_part(PutPayload::from(data));
-        let counter = Arc::clone(in_flight);
-        parts.spawn(async move {
-            let result = part.await;
-            counter.fetch_sub(len, Ordering::Relaxed);
-            result
-        });
-    }
-    while !parts.is_empty() {
-        join_part(parts, location).await?;
-    }
-    Ok(())
-}
-
-async fn join_part(parts: &mut JoinSet<object_store::Result<()>>, location: &Path) -> Result<()> {
-    match parts.join_next().await {
-        Some(Ok(Ok(()))) | None => Ok(()),
-        Some(Ok(Err(e))) => Err(Error::store(location, e)),
-        Some(Err(e)) => Err(Error::Task {
-            context: format!("uploading a part of {location}"),
-            reason: e.to_string(),
-        }),
-    }
-}
-
-fn abandoned(location: &Path) -> Error {
-    Error::Task {
-        context: format!("uploading {location}"),
-        reason: "the writer stopped before the file was complete".to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -1200,7 +1139,12 @@ pub(crate) mod tests {
 
     /// Every file holds exactly its partition's and bucket's rows, under its partition
     /// path, without partition columns, with true statistics; together they hold `rows`.
-    async fn check_files(store: &dyn ObjectStore, root: &Path, files: &[DataFile], rows: &[Row]) {
+    pub(crate) async fn check_files(
+        store: &dyn ObjectStore,
+        root: &Path,
+        files: &[DataFile],
+        rows: &[Row],
+    ) {
         let mut seen = Vec::new();
         for file in files {
             let batches = file_batches(store, root, file).await;
@@ -1399,6 +1343,83 @@ pub(crate) mod tests {
             "{row_groups} row groups in {} files",
             files.len()
         );
+    }
+
+    /// Groups of at least `SLICE_ROWS` rows of a batch reach their encoder as slices of
+    /// the reordered batch; every row still lands once, in its bucket's file.
+    #[tokio::test]
+    async fn big_groups_are_written_from_slices_of_the_reordered_batch() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let root = Path::from("slices");
+        let layout = Layout {
+            partition_on: Vec::new(),
+            bucket_by: vec!["id".into()],
+            num_buckets: Some(3),
+        };
+        let rows = rows(0, 12_000);
+        let mut writer = DataFileWriter::new(
+            Arc::clone(&store),
+            root.clone(),
+            schema(),
+            layout,
+            WriterOptions::default(),
+        )
+        .unwrap();
+        // Two batches: each bucket gets about 3,000 rows of each, well above SLICE_ROWS.
+        for chunk in rows.chunks(6_000) {
+            writer.write(batch(chunk)).await.unwrap();
+        }
+        let files = writer.finish().await.unwrap();
+        assert_eq!(files.len(), 3);
+        let mut seen = Vec::new();
+        for file in &files {
+            let batches = file_batches(store.as_ref(), &root, file).await;
+            let read = to_rows(&batches);
+            assert_eq!(read.len() as u64, file.num_rows);
+            let ids: ArrayRef = Arc::new(arrow::array::Int64Array::from_iter_values(
+                read.iter().map(|r| r.id),
+            ));
+            let buckets = bucket_ids(&[ids], 3).unwrap();
+            assert!(
+                buckets.iter().all(|b| Some(*b) == file.bucket),
+                "{}",
+                file.path
+            );
+            seen.extend(read);
+        }
+        seen.sort_by_key(|r| r.id);
+        assert_eq!(seen, rows);
+    }
+
+    /// Mostly distinct columns are written plain, repeating ones with a dictionary; the
+    /// choice is made once from the first batch and holds for every file.
+    #[tokio::test]
+    async fn dictionaries_only_for_columns_whose_values_repeat() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let root = Path::from("dictionaries");
+        let rows = rows(0, 20_000);
+        let (files, _) = write_rows(
+            Arc::clone(&store),
+            &root,
+            &rows,
+            5_000,
+            WriterOptions::default(),
+        )
+        .await;
+        check_files(store.as_ref(), &root, &files, &rows).await;
+        for file in &files {
+            let location = object_path(&root, &file.path).unwrap();
+            let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+            for column in reader.metadata().row_group(0).columns() {
+                let name = column.column_path().string();
+                let has_dictionary = column.dictionary_page_offset().is_some();
+                // `id` is unique; `v` (at most 1,000 values) and `s` (97) repeat within
+                // the first batch's 5,000 rows.
+                let expected = name != "id";
+                assert_eq!(has_dictionary, expected, "{name} in {}", file.path);
+            }
+        }
     }
 
     #[tokio::test]

@@ -113,6 +113,54 @@ fn succeeded(job: &JobRecord) {
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
 }
 
+/// Pieces big enough are combined by copying their row groups: each (partition, bucket)
+/// file then has one row group per map task, and every row is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffle_combines_big_pieces_by_their_row_groups() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    write_csv(&input, "a.csv", 0..120_000);
+    write_csv(&input, "b.csv", 120_000..240_000);
+    let dataset = env.path("lake");
+    let job = env
+        .run(
+            plan_ingest(IngestRequest {
+                inputs: vec![format!("{}/*.csv", input.display())],
+                dataset: dataset.clone(),
+                layout: Layout {
+                    partition_on: vec!["origin".into()],
+                    ..Layout::default()
+                },
+                split_bytes: Some(1),
+                shuffle: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+        )
+        .await;
+    succeeded(&job);
+    assert_eq!(job.rows, 240_000);
+    let files = Dataset::open(&dataset)
+        .await
+        .unwrap()
+        .files()
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 3, "one file per origin");
+    for file in &files {
+        // 40,000 rows of each map task: worth copying, so two row groups.
+        assert_eq!(file.row_groups.len(), 2, "{}", file.path);
+        let rows: u64 = file.row_groups.iter().map(|rg| rg.num_rows).sum();
+        assert_eq!(rows, file.num_rows);
+        assert!(!file.path.contains("_terrace"), "{}", file.path);
+    }
+    assert_eq!(ids(&dataset).await, (0..240_000).collect::<Vec<_>>());
+    let staging = std::path::Path::new(&dataset).join("_terrace/staging");
+    let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the commit removed the staged pieces");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_without_and_with_shuffle_then_overwrite() {
     let env = Env::new().await;

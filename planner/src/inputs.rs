@@ -36,8 +36,10 @@ use crate::error::{Error, Result};
 
 /// Bytes read from the start of a text file to infer its schema.
 const INFER_BYTES: u64 = 4 << 20;
-/// Rows per batch read from inputs.
-const BATCH_ROWS: usize = 8192;
+/// Rows per batch read from inputs: big enough that a batch split into a few dozen
+/// (partition, bucket) groups still gives each a slice of a thousand rows or more, which
+/// the writer encodes without copying (see terrace-format's writer).
+const BATCH_ROWS: usize = 64 * 1024;
 
 /// The format of an input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,12 @@
 //! Ingest: input files into a dataset, through the planner's write plan (write, or map
 //! and reduce through staging), then exactly one commit.
 //!
+//! With a shuffle, map tasks write each (partition, bucket) group's rows as pieces in
+//! the final encoding and a reduce task combines a group's pieces by copying their row
+//! groups into one file ([`concat_data_files`]); a group whose pieces would make row
+//! groups of fewer than 16 Ki rows on average, and every group of a dataset with
+//! secondary indices, is decoded and encoded again instead.
+//!
 //! The dataset is created by the commit of the first ingest, so a failed first ingest
 //! leaves nothing behind; two first ingests racing both commit (the loser of the create
 //! opens what the winner created and checks its layout).
@@ -13,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use terrace_format::{
     CreateOptions, DataFile, DataFileWriter, Dataset, Layout, Location, ScanRequest,
-    SchemaEvolution, WriterOptions, conform_batch, partition_path, read_data_files, reconcile,
+    SchemaEvolution, WriterOptions, concat_data_files, conform_batch, partition_path,
+    read_data_files, reconcile, worth_concatenating,
 };
 use terrace_planner::{
     InputFormat, SchemaField, WriteOptions, WriteTask, infer_schema, list_inputs, plan_write,
@@ -103,6 +110,12 @@ pub struct IngestSpec {
     pub idempotency_key: String,
     /// Staging directory relative to the dataset root.
     pub staging: String,
+    /// Whether a shuffle's map tasks write pieces in the final encoding, which the
+    /// reduce tasks combine by copying row groups ([`concat_data_files`]) instead of
+    /// decoding and encoding every row again. Jobs planned before this existed wrote
+    /// scratch pieces, hence the default.
+    #[serde(default)]
+    pub concat_pieces: bool,
 }
 
 impl IngestSpec {
@@ -217,6 +230,9 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     )
     .map_err(Error::planner("planning the write"))?;
 
+    // Pieces do not carry their index values through the file reports, so a dataset with
+    // indices re-encodes in the reduce, which collects them again.
+    let concat_pieces = request.shuffle && index_columns.is_empty();
     let spec = IngestSpec {
         dataset: dataset_location,
         idempotency_key: request
@@ -237,6 +253,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         index_columns,
         add_columns: request.add_columns,
         staging: plan.staging.clone(),
+        concat_pieces,
     };
     let mut job = NewJob::new(
         KIND_INGEST,
@@ -275,7 +292,7 @@ pub(crate) async fn run(
                 spec.staging,
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             );
-            let mut writer = writer(spec, &loc, loc.child(&dir), true)?;
+            let mut writer = writer(spec, &loc, loc.child(&dir), !spec.concat_pieces)?;
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
             let files = finish(writer, files).await?;
@@ -295,6 +312,20 @@ pub(crate) async fn run(
             }
             let mut written = Vec::new();
             for (_, group) in groups {
+                if spec.concat_pieces && worth_concatenating(&group) {
+                    let files = concat_data_files(
+                        loc.store.clone(),
+                        loc.root.clone(),
+                        &schema,
+                        &spec.layout,
+                        &writer_options(spec, &loc, false),
+                        group,
+                    )
+                    .await
+                    .map_err(Error::format("combining staged pieces"))?;
+                    written.extend(files);
+                    continue;
+                }
                 let mut writer = writer(spec, &loc, loc.root.clone(), false)?;
                 let read = read_data_files(
                     loc.store.clone(),
@@ -335,18 +366,22 @@ fn writer(
         root,
         spec.schema()?,
         spec.layout.clone(),
-        WriterOptions {
-            index_columns: spec.index_columns.clone(),
-            sort_by: spec.sort_by.clone(),
-            row_group_rows: spec
-                .row_group_rows
-                .unwrap_or(WriterOptions::default().row_group_rows),
-            scratch,
-            compress_scratch: !loc.local,
-            ..WriterOptions::default()
-        },
+        writer_options(spec, loc, scratch),
     )
     .map_err(Error::format("starting a writer"))
+}
+
+fn writer_options(spec: &IngestSpec, loc: &Location, scratch: bool) -> WriterOptions {
+    WriterOptions {
+        index_columns: spec.index_columns.clone(),
+        sort_by: spec.sort_by.clone(),
+        row_group_rows: spec
+            .row_group_rows
+            .unwrap_or(WriterOptions::default().row_group_rows),
+        scratch,
+        compress_scratch: !loc.local,
+        ..WriterOptions::default()
+    }
 }
 
 /// Write every batch of `read` (conformed to the write schema); on error the caller
