@@ -751,7 +751,10 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
             let (batch, bytes) = if len >= slice_rows {
                 (slice, sorted_bytes * len / num_rows.max(1))
             } else {
-                let copy = concat_batches(&plan.file_schema, [&slice])
+                // A take of the group's rows: compact buffers of their own, so the rows
+                // kept waiting do not hold the reordered batch (concatenating a single
+                // slice would return the slice itself).
+                let copy = take_record_batch(&data, &order.slice(start, len))
                     .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
                 let bytes = copy.get_array_memory_size();
                 (copy, bytes)
