@@ -353,6 +353,24 @@ mod tests {
         groups
     }
 
+    /// Combine `group` below the test dataset's root `ds`.
+    async fn combine(
+        store: &Arc<dyn ObjectStore>,
+        options: &WriterOptions,
+        group: Vec<DataFile>,
+    ) -> Result<Vec<DataFile>> {
+        let (schema, layout) = (schema(), layout());
+        concat_data_files(
+            Arc::clone(store),
+            Path::from("ds"),
+            &schema,
+            &layout,
+            options,
+            group,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn combined_pieces_hold_their_rows_with_true_statistics_and_page_indexes() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -362,16 +380,9 @@ mod tests {
         for ((dir, bucket), group) in pieces(&store, &all).await {
             let row_groups = group.len();
             assert!(row_groups > 1, "every group gets a piece from each task");
-            let files = concat_data_files(
-                Arc::clone(&store),
-                root.clone(),
-                &schema(),
-                &layout(),
-                &WriterOptions::default(),
-                group,
-            )
-            .await
-            .unwrap();
+            let files = combine(&store, &WriterOptions::default(), group)
+                .await
+                .unwrap();
             assert_eq!(files.len(), 1);
             let file = &files[0];
             assert!(file.path.starts_with(&dir) && !file.path.contains("_terrace"));
@@ -410,16 +421,7 @@ mod tests {
         let mut combined = Vec::new();
         for (_, group) in pieces(&store, &all).await {
             let count = group.len();
-            let files = concat_data_files(
-                Arc::clone(&store),
-                root.clone(),
-                &schema(),
-                &layout(),
-                &options,
-                group,
-            )
-            .await
-            .unwrap();
+            let files = combine(&store, &options, group).await.unwrap();
             assert_eq!(files.len(), count);
             combined.extend(files);
         }
@@ -434,16 +436,9 @@ mod tests {
         let mut groups = groups.into_values();
         let (a, b) = (groups.next().unwrap(), groups.next().unwrap());
         let mixed = vec![a[0].clone(), b[0].clone()];
-        let err = concat_data_files(
-            Arc::clone(&store),
-            root.clone(),
-            &schema(),
-            &layout(),
-            &WriterOptions::default(),
-            mixed,
-        )
-        .await
-        .unwrap_err();
+        let err = combine(&store, &WriterOptions::default(), mixed)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, Error::InvalidLayout { reason } if reason.contains(&b[0].path)),
             "{err}"
@@ -460,16 +455,9 @@ mod tests {
             .put(&object_path(&root, &other.path).unwrap(), bytes.into())
             .await
             .unwrap();
-        let err = concat_data_files(
-            Arc::clone(&store),
-            root.clone(),
-            &schema(),
-            &layout(),
-            &WriterOptions::default(),
-            vec![a[0].clone(), other],
-        )
-        .await
-        .unwrap_err();
+        let err = combine(&store, &WriterOptions::default(), vec![a[0].clone(), other])
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, Error::InvalidLayout { reason } if reason.contains("other.parquet")),
             "{err}"
