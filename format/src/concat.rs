@@ -36,11 +36,11 @@ use parquet::schema::types::SchemaDescriptor;
 
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
-use crate::layout::{Layout, data_file_name, partition_path};
+use crate::layout::{Layout, partition_path};
 use crate::schema::file_schema;
 use crate::stats::file_column_stats;
 use crate::upload::{PartSink, Upload};
-use crate::writer::{WriterOptions, object_path};
+use crate::writer::{WriterOptions, new_data_file_path, object_path};
 
 /// Row groups smaller than this on average are better encoded again than copied: each
 /// row group costs a footer entry, statistics in the manifest and a seek when read.
@@ -231,12 +231,7 @@ impl Context {
     /// Start a file with the Parquet schema and key-value metadata (the Arrow schema
     /// among them) of the piece described by `metadata`.
     fn open(&self, metadata: &ParquetMetaData) -> Result<(OutFile, Upload)> {
-        let name = data_file_name(self.bucket);
-        let rel_path = if self.dir.is_empty() {
-            name
-        } else {
-            format!("{}/{name}", self.dir.trim_end_matches('/'))
-        };
+        let rel_path = new_data_file_path(&self.dir, self.bucket);
         let location = object_path(&self.root, &rel_path)?;
         let (sink, upload) = PartSink::start(
             &self.handle,

@@ -730,15 +730,28 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
         *at += 1;
     }
     let order = UInt32Array::from(order);
-    let columns = data
-        .columns()
-        .par_iter()
-        .map(|c| arrow::compute::take(c.as_ref(), &order, None))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
-    let sorted = RecordBatch::try_new(Arc::clone(&plan.file_schema), columns)
-        .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
-    let sorted_bytes = sorted.get_array_memory_size();
+    // The reordered batch is only worth making when some group will be a slice of it
+    // (never with sorted writes, nor when every group is small).
+    let any_slice = offsets
+        .windows(2)
+        .any(|w| (w[1] - w[0]) as usize >= slice_rows);
+    let sorted = if any_slice {
+        let columns = data
+            .columns()
+            .par_iter()
+            .map(|c| arrow::compute::take(c.as_ref(), &order, None))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
+        Some(
+            RecordBatch::try_new(Arc::clone(&plan.file_schema), columns)
+                .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?,
+        )
+    } else {
+        None
+    };
+    let sorted_bytes = sorted
+        .as_ref()
+        .map_or(0, RecordBatch::get_array_memory_size);
 
     first_row
         .into_par_iter()
@@ -747,9 +760,12 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
             let (key, partition_values, bucket) = describe(first)?;
             let start = offsets[g] as usize;
             let len = offsets[g + 1] as usize - start;
-            let slice = sorted.slice(start, len);
-            let (batch, bytes) = if len >= slice_rows {
-                (slice, sorted_bytes * len / num_rows.max(1))
+            let (batch, bytes) = if let Some(sorted) = sorted.as_ref().filter(|_| len >= slice_rows)
+            {
+                (
+                    sorted.slice(start, len),
+                    sorted_bytes * len / num_rows.max(1),
+                )
             } else {
                 // A take of the group's rows: compact buffers of their own, so the rows
                 // kept waiting do not hold the reordered batch (concatenating a single
@@ -844,12 +860,7 @@ fn open_file(
     bucket: Option<u32>,
 ) -> Result<(OpenFile, Upload)> {
     let dir = partition_path(&plan.layout.partition_on, &partition_values)?;
-    let name = data_file_name(bucket);
-    let rel_path = if dir.is_empty() {
-        name
-    } else {
-        format!("{}/{name}", dir.trim_end_matches('/'))
-    };
+    let rel_path = new_data_file_path(&dir, bucket);
     let location = object_path(&plan.root, &rel_path)?;
     let (sink, upload) = PartSink::start(
         &plan.handle,
@@ -872,6 +883,17 @@ fn open_file(
         index: plan.index.iter().map(|_| HashSet::default()).collect(),
     };
     Ok((file, upload))
+}
+
+/// A new data file's path relative to the dataset root: below the partition directory
+/// `dir` (empty when unpartitioned), named after its bucket.
+pub(crate) fn new_data_file_path(dir: &str, bucket: Option<u32>) -> String {
+    let name = data_file_name(bucket);
+    if dir.is_empty() {
+        name
+    } else {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    }
 }
 
 /// `root/relative`, keeping the percent-encoding of `relative` as it is.
