@@ -7,19 +7,20 @@
 //! files (hive convention): their typed values go into [`DataFile::partition_values`].
 //!
 //! Design choices, and why:
-//! - **Memory budget.** What the writer holds is the sum over open files of the Parquet
-//!   encoder's buffers ([`ArrowWriter::memory_size`]), rows waiting to be encoded, encoded
-//!   bytes waiting to be uploaded, and parts in flight. When that exceeds
-//!   [`WriterOptions::memory_budget`] after a batch, the largest files' row groups are
-//!   flushed first (their bytes then stream out in parts); if encoded bytes smaller than a
-//!   part still exceed the budget, the largest files are closed early (the next rows of
-//!   that group start a new file). So what the writer holds is bounded whatever the
-//!   input size: the budget, plus one batch, plus the fresh encoders that batch opens
-//!   after a flush. That last share is not small with many groups: on TPC-H lineitem's 56
-//!   (partition, bucket) groups the accounted peak was 460 MiB for a 256 MiB budget, and
-//!   the process's resident memory about 0.9 GiB per writer (the encoders' zstd contexts
-//!   and allocator slack are not accounted). A smaller budget only made files smaller
-//!   and the ingest slower (128 MiB: 0.89 GiB resident, 1.8x the time).
+//! - **Row groups encoded in one go.** A file's rows wait as compact Arrow batches until
+//!   a row group is complete (or the budget or the end of the input asks for it); then
+//!   its columns are encoded and the row group is closed at once. Parquet's column writers,
+//!   each with a page buffer and a zstd compressor and decompressor, exist only during
+//!   that: fed as the rows arrived, every open file kept one per column, and on TPC-H
+//!   lineitem's 56 (partition, bucket) groups x 15 columns the zstd contexts alone were
+//!   244 MB of one task's 404 MB heap (massif), none of it in the accounted memory.
+//! - **Memory budget.** What the writer holds is the sum over open files of rows waiting
+//!   to be encoded, encoded bytes waiting to be uploaded ([`ArrowWriter::memory_size`]),
+//!   and parts in flight. When that exceeds [`WriterOptions::memory_budget`] after a
+//!   batch, the largest files' row groups are encoded first (their bytes then stream out
+//!   in parts); if encoded bytes smaller than a part still exceed the budget, the largest
+//!   files are closed early (the next rows of that group start a new file). So what the
+//!   writer holds is bounded whatever the input size: the budget plus one batch.
 //! - **Streaming uploads.** Encoded bytes leave in parts of
 //!   [`WriterOptions::upload_part_size`] through a bounded channel to one async upload task
 //!   per file; a file that ends before filling one part is sent with a single `put`. A
@@ -29,11 +30,10 @@
 //!   Parquet's default of interning every value of every column.
 //! - **CPU off the executor.** Splitting, hashing and Parquet encoding run in
 //!   `spawn_blocking`, with the open files encoded in parallel by rayon.
-//! - **One reorder per batch.** A batch's rows are put in group order by one counting
-//!   sort and one `take` per column; a group's rows are a slice of that, handed to its
-//!   encoder without another copy. Small groups are copied out and coalesced until they
-//!   are worth encoding (or, with [`WriterOptions::sort_by`], until a whole row group is
-//!   there so that every row group is sorted).
+//! - **One copy per row.** A batch's rows are grouped by a counting sort and each group's
+//!   rows are taken into compact arrays of their own, which wait for the row group (with
+//!   [`WriterOptions::sort_by`], sorted when it is encoded). A slice of the batch would
+//!   keep the whole batch alive for as long as any group waits.
 
 use std::collections::BTreeMap;
 use std::mem;
@@ -71,8 +71,10 @@ pub struct WriterOptions {
     /// memory budget forces an early flush.
     pub row_group_rows: usize,
     /// Bytes the writer may hold in buffers (default 256 MiB); exceeded by at most one
-    /// input batch. Measured on TPC-H lineitem SF1: with 512 MiB the whole process peaked
-    /// just above 1 GiB; 256 MiB keeps it near 750 MiB and is no slower.
+    /// input batch. On the TPC-H lineitem SF 1 shuffle ingest (two map tasks at once,
+    /// 56 groups each) 128 MiB saved little (Parquet: 757 MiB peak against 873 MiB; CSV:
+    /// 692 against 712) and cost 1.06x and 1.24x the time: row groups of the staged pieces
+    /// got too small to be combined by copying.
     pub memory_budget: usize,
     /// zstd compression level (default 1, as pyarrow's). On the lineitem SF 1 shuffle
     /// ingest from Parquet, run side by side, level 3 took 1.18x the time of level 1
@@ -301,11 +303,7 @@ impl DataFileWriter {
                 .set_statistics_enabled(EnabledStatistics::Page)
         }
         .build();
-        let chunk_rows = if sort_idx.is_empty() {
-            SLICE_ROWS.min(options.row_group_rows.max(1))
-        } else {
-            options.row_group_rows.max(1)
-        };
+        let chunk_rows = options.row_group_rows.max(1);
         let handle = tokio::runtime::Handle::try_current().map_err(|e| Error::Task {
             context: "creating a data file writer".to_string(),
             reason: format!("must be called inside a Tokio runtime: {e}"),
@@ -613,24 +611,17 @@ struct Group {
     key: GroupKey,
     partition_values: Vec<ScalarValue>,
     bucket: Option<u32>,
-    /// A slice of the batch's rows reordered by group, or (for a group of few rows, or
-    /// rows held until a row group is complete) a compact copy.
+    /// The group's rows, in compact arrays of their own (or, when the whole batch is one
+    /// group, the batch's).
     batch: RecordBatch,
-    /// The bytes these rows hold: a slice's share of the reordered batch.
+    /// The bytes these rows hold.
     bytes: usize,
 }
 
-/// A group with at least this many rows of a batch is handed on as a slice of the
-/// reordered batch (no copy) and encoded in the same step; smaller groups are copied out
-/// and coalesced, so that a rare group does not keep whole batches alive.
-const SLICE_ROWS: usize = 1024;
-
 /// Split a batch into per-(partition, bucket) batches of the stored columns.
 ///
-/// Rows are reordered by group with one counting sort and one `take` per column, and
-/// each group is a slice of the result: a take per group and column costs an allocation
-/// each (56 groups x 15 columns per batch on lineitem), which showed as malloc, free and
-/// memmove in the ingest profile.
+/// Rows are put in group order by one counting sort; each group's rows are then one
+/// `take` of that order's range.
 fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
     let data = RecordBatch::try_new(
         Arc::clone(&plan.file_schema),
@@ -697,13 +688,6 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
             .collect::<Result<Vec<_>>>()?;
         Ok(((bytes, bucket), partition_values, bucket))
     };
-    // Rows held until a whole row group is there (sorted writes) are copied out too.
-    let slice_rows = if plan.sort_idx.is_empty() {
-        SLICE_ROWS
-    } else {
-        usize::MAX
-    };
-
     if first_row.len() == 1 {
         let (key, partition_values, bucket) = describe(0)?;
         let bytes = data.get_array_memory_size();
@@ -733,29 +717,6 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
         *at += 1;
     }
     let order = UInt32Array::from(order);
-    // The reordered batch is only worth making when some group will be a slice of it
-    // (never with sorted writes, nor when every group is small).
-    let any_slice = offsets
-        .windows(2)
-        .any(|w| (w[1] - w[0]) as usize >= slice_rows);
-    let sorted = if any_slice {
-        let columns = data
-            .columns()
-            .par_iter()
-            .map(|c| arrow::compute::take(c.as_ref(), &order, None))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
-        Some(
-            RecordBatch::try_new(Arc::clone(&plan.file_schema), columns)
-                .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?,
-        )
-    } else {
-        None
-    };
-    let sorted_bytes = sorted
-        .as_ref()
-        .map_or(0, RecordBatch::get_array_memory_size);
-
     first_row
         .into_par_iter()
         .enumerate()
@@ -763,21 +724,9 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
             let (key, partition_values, bucket) = describe(first)?;
             let start = offsets[g] as usize;
             let len = offsets[g + 1] as usize - start;
-            let (batch, bytes) = if let Some(sorted) = sorted.as_ref().filter(|_| len >= slice_rows)
-            {
-                (
-                    sorted.slice(start, len),
-                    sorted_bytes * len / num_rows.max(1),
-                )
-            } else {
-                // A take of the group's rows: compact buffers of their own, so the rows
-                // kept waiting do not hold the reordered batch (concatenating a single
-                // slice would return the slice itself).
-                let copy = take_record_batch(&data, &order.slice(start, len))
-                    .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
-                let bytes = copy.get_array_memory_size();
-                (copy, bytes)
-            };
+            let batch = take_record_batch(&data, &order.slice(start, len))
+                .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
+            let bytes = batch.get_array_memory_size();
             Ok(Group {
                 key,
                 partition_values,
@@ -941,7 +890,7 @@ impl OpenFile {
         (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
     }
 
-    /// Hand the pending rows to the encoder, sorted when the writer sorts.
+    /// Encode the pending rows (sorted when the writer sorts) as one row group.
     fn encode_pending(&mut self, plan: &Plan) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -950,7 +899,7 @@ impl OpenFile {
         self.pending_rows = 0;
         self.pending_bytes = 0;
         // Sorting needs the row group's rows in one batch; otherwise the encoder takes
-        // the pieces as they are (it buffers pages itself), saving a copy.
+        // the pieces as they are, saving a copy.
         let chunks = if plan.sort_idx.is_empty() {
             pending
         } else {
@@ -975,18 +924,14 @@ impl OpenFile {
                 .write(chunk)
                 .map_err(|e| Error::parquet(path, e))?;
         }
-        if !plan.sort_idx.is_empty() {
-            // Each row group holds exactly one sorted chunk.
-            self.writer.flush().map_err(|e| Error::parquet(path, e))?;
-        }
-        Ok(())
+        // Closing the row group drops its column writers (and their zstd contexts).
+        self.writer.flush().map_err(|e| Error::parquet(path, e))
     }
 
-    /// Encode pending rows and end the row group, so its bytes can be uploaded.
+    /// Encode pending rows as a row group and send what is encoded.
     fn flush_row_group(&mut self, plan: &Plan) -> Result<()> {
         self.encode_pending(plan)?;
         let path = &self.rel_path;
-        self.writer.flush().map_err(|e| Error::parquet(path, e))?;
         // Parquet writes through a small buffer of its own; push it into the sink.
         self.writer
             .inner_mut()
@@ -1387,10 +1332,10 @@ pub(crate) mod tests {
         );
     }
 
-    /// Groups of at least `SLICE_ROWS` rows of a batch reach their encoder as slices of
-    /// the reordered batch; every row still lands once, in its bucket's file.
+    /// Groups of thousands of rows per batch, taken out of the batch in one counting sort:
+    /// every row lands once, in its bucket's file.
     #[tokio::test]
-    async fn big_groups_are_written_from_slices_of_the_reordered_batch() {
+    async fn rows_of_big_groups_land_once_in_their_bucket_files() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let root = Path::from("slices");
         let layout = Layout {
@@ -1407,7 +1352,7 @@ pub(crate) mod tests {
             WriterOptions::default(),
         )
         .unwrap();
-        // Two batches: each bucket gets about 3,000 rows of each, well above SLICE_ROWS.
+        // Two batches: each bucket gets about 3,000 rows of each.
         for chunk in rows.chunks(6_000) {
             writer.write(batch(chunk)).await.unwrap();
         }
