@@ -511,7 +511,7 @@ fn ingest(plan: &Plan, state: &mut State, batch: &RecordBatch) -> Result<()> {
             continue;
         };
         file.pending_rows += group.batch.num_rows();
-        file.pending_bytes += group.bytes;
+        file.pending_bytes += group.batch.get_array_memory_size();
         file.pending.push(group.batch);
     }
     state
@@ -614,8 +614,6 @@ struct Group {
     /// The group's rows, in compact arrays of their own (or, when the whole batch is one
     /// group, the batch's).
     batch: RecordBatch,
-    /// The bytes these rows hold.
-    bytes: usize,
 }
 
 /// Split a batch into per-(partition, bucket) batches of the stored columns.
@@ -690,13 +688,11 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
     };
     if first_row.len() == 1 {
         let (key, partition_values, bucket) = describe(0)?;
-        let bytes = data.get_array_memory_size();
         return Ok(vec![Group {
             key,
             partition_values,
             bucket,
             batch: data,
-            bytes,
         }]);
     }
 
@@ -726,13 +722,11 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
             let len = offsets[g + 1] as usize - start;
             let batch = take_record_batch(&data, &order.slice(start, len))
                 .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
-            let bytes = batch.get_array_memory_size();
             Ok(Group {
                 key,
                 partition_values,
                 bucket,
                 batch,
-                bytes,
             })
         })
         .collect()
