@@ -146,6 +146,11 @@ async fn shuffle_combines_big_pieces_by_their_row_groups() {
         .files()
         .await
         .unwrap();
+    // Regression: map and reduce both counted their rows and bytes, so a shuffle ingest
+    // reported twice the rows and the staged pieces' bytes on top of the dataset's.
+    assert_eq!(job.rows, 240_000, "rows counted once");
+    let written: u64 = files.iter().map(|f| f.size_bytes).sum();
+    assert_eq!(job.bytes, written as i64, "bytes of the dataset's files");
     assert_eq!(files.len(), 3, "one file per origin");
     for file in &files {
         // 40,000 rows of each map task: worth copying, so two row groups.

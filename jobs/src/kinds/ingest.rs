@@ -283,7 +283,7 @@ pub(crate) async fn run(
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
             let files = finish(writer, files).await?;
-            report(spec, &loc, &name, &files, "").await
+            report(spec, &loc, &name, &files, "", Counted::RowsAndBytes).await
         }
         WriteTask::Map { index, split } => {
             // A directory per attempt: a zombie attempt's pieces never mix with this one's.
@@ -296,7 +296,15 @@ pub(crate) async fn run(
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
             let files = finish(writer, files).await?;
-            report(spec, &loc, &format!("map-{index:05}"), &files, &dir).await
+            report(
+                spec,
+                &loc,
+                &format!("map-{index:05}"),
+                &files,
+                &dir,
+                Counted::Rows,
+            )
+            .await
         }
         WriteTask::Reduce { index, of, .. } => {
             let schema = spec.schema()?;
@@ -344,7 +352,15 @@ pub(crate) async fn run(
                 .await;
                 written.extend(finish(writer, files).await?);
             }
-            report(spec, &loc, &format!("reduce-{index:05}"), &written, "").await
+            report(
+                spec,
+                &loc,
+                &format!("reduce-{index:05}"),
+                &written,
+                "",
+                Counted::Bytes,
+            )
+            .await
         }
         WriteTask::Commit => commit(spec, &loc, task, ctx).await,
     }
@@ -417,6 +433,18 @@ async fn finish(writer: DataFileWriter, written: Result<()>) -> Result<Vec<DataF
     }
 }
 
+/// Which of a task's figures count towards the job's progress.
+///
+/// A shuffle handles every row twice, so each figure is counted once: rows as the map
+/// tasks read them (the stage that takes the time, so the bar moves), bytes as the reduce
+/// tasks write the dataset's files (staged pieces are not what the dataset holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    RowsAndBytes,
+    Rows,
+    Bytes,
+}
+
 /// Report `files` (paths below `dir`, relative to the dataset root) as the task's result.
 async fn report(
     spec: &IngestSpec,
@@ -424,6 +452,7 @@ async fn report(
     name: &str,
     files: &[DataFile],
     dir: &str,
+    counted: Counted,
 ) -> Result<TaskOutput> {
     let files: Vec<DataFile> = files
         .iter()
@@ -439,9 +468,14 @@ async fn report(
     let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
     let schema = spec.schema()?;
     let path = write_report(loc, &spec.staging, name, &files, &schema, &spec.layout).await?;
+    let (progress_rows, progress_bytes) = match counted {
+        Counted::RowsAndBytes => (rows, bytes),
+        Counted::Rows => (rows, 0),
+        Counted::Bytes => (0, bytes),
+    };
     Ok(
         TaskOutput::new(json!({"report": path, "files": files.len(), "rows": rows}))
-            .with_progress(rows as i64, bytes as i64),
+            .with_progress(progress_rows as i64, progress_bytes as i64),
     )
 }
 
