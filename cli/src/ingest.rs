@@ -78,7 +78,8 @@ pub struct IngestArgs {
     /// Columns to index (value -> files), chosen when the dataset is created.
     #[arg(long, num_args = 1.., value_name = "COLUMN")]
     pub index: Vec<String>,
-    /// Input bytes per write task (e.g. 64MiB).
+    /// Input bytes per write task (e.g. 32MiB; default 128MiB, or 64MiB per map task
+    /// with --shuffle).
     #[arg(long, value_parser = crate::parse::size)]
     pub split_size: Option<u64>,
     /// Recorded in the commit; an ingest with a key already committed changes nothing.
