@@ -19,11 +19,18 @@
 //!   does below [`MIN_CONCAT_ROWS_PER_ROW_GROUP`] rows per row group).
 //! - Pieces must come from the same dataset schema (they do within one job); a piece of
 //!   another Parquet schema is refused with [`Error::InvalidLayout`] naming it.
+//! - A file's index values ([`DataFile::index_values`]) are the union of its pieces',
+//!   which the writer collected and the file reports carry, so datasets with secondary
+//!   indices are combined by copying too.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
+use arrow::array::ArrayRef;
 use arrow::datatypes::{Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::row::{Row, RowConverter, Rows, SortField};
 use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
@@ -124,7 +131,7 @@ pub async fn concat_data_files(
             .map_err(|e| Error::store(&location, e))?;
         let current = open.take();
         let ctx = Arc::clone(&context);
-        let step = tokio::task::spawn_blocking(move || ctx.append(current, &piece.path, bytes))
+        let step = tokio::task::spawn_blocking(move || ctx.append(current, piece, bytes))
             .await
             .map_err(|e| Error::Task {
                 context: "combining data files".to_string(),
@@ -177,6 +184,8 @@ struct OutFile {
     rel_path: String,
     schema: Arc<SchemaDescriptor>,
     writer: SerializedFileWriter<PartSink>,
+    /// The index values of the pieces copied in so far, per indexed column.
+    index_values: BTreeMap<String, Vec<ArrayRef>>,
 }
 
 /// The outcome of appending one piece.
@@ -187,9 +196,10 @@ struct Step {
 }
 
 impl Context {
-    /// Append the row groups of the piece `bytes` (at `path`) to `current`, or to a new
-    /// file; close the file when it reached the target size.
-    fn append(&self, current: Option<OutFile>, path: &str, bytes: Bytes) -> Result<Step> {
+    /// Append the row groups of `piece` (its bytes) to `current`, or to a new file; close
+    /// the file when it reached the target size.
+    fn append(&self, current: Option<OutFile>, piece: DataFile, bytes: Bytes) -> Result<Step> {
+        let path = piece.path.as_str();
         let metadata = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Optional)
             .parse_and_finish(&bytes)
@@ -213,6 +223,9 @@ impl Context {
         }
         copy_row_groups(&mut file.writer, &metadata, &bytes)
             .map_err(|e| Error::parquet(&file.rel_path, e))?;
+        for (column, values) in piece.index_values {
+            file.index_values.entry(column).or_default().push(values);
+        }
         // Parts fill as row groups are copied; send them now rather than at the end.
         file.writer
             .inner_mut()
@@ -256,6 +269,7 @@ impl Context {
                 rel_path,
                 schema,
                 writer,
+                index_values: BTreeMap::new(),
             },
             upload,
         ))
@@ -268,6 +282,15 @@ impl Context {
         let sink = file.writer.inner_mut();
         sink.finish().map_err(|e| Error::parquet(&path, e.into()))?;
         let stats = file_column_stats(&metadata, &self.file_schema, &path)?;
+        let index_values = file
+            .index_values
+            .into_iter()
+            .map(|(column, parts)| {
+                let merged = merge_index_values(&parts)
+                    .map_err(|e| Error::arrow(format!("merging index values of {column:?}"), e))?;
+                Ok((column, merged))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
         Ok(DataFile {
             num_rows: metadata.file_metadata().num_rows().max(0) as u64,
             size_bytes: sink.written,
@@ -276,9 +299,33 @@ impl Context {
             bucket: self.bucket,
             column_stats: stats.columns,
             row_groups: stats.row_groups,
-            index_values: Default::default(),
+            index_values,
         })
     }
+}
+
+/// The distinct values of `parts` (each a piece's distinct values of one column), in
+/// order, as the writer reports a file's index values.
+fn merge_index_values(parts: &[ArrayRef]) -> std::result::Result<ArrayRef, ArrowError> {
+    let Some(first) = parts.first() else {
+        return Err(ArrowError::InvalidArgumentError(
+            "no index values to merge".to_string(),
+        ));
+    };
+    if parts.len() == 1 {
+        return Ok(Arc::clone(first));
+    }
+    let converter = RowConverter::new(vec![SortField::new(first.data_type().clone())])?;
+    let rows = parts
+        .iter()
+        .map(|part| converter.convert_columns(&[Arc::clone(part)]))
+        .collect::<std::result::Result<Vec<Rows>, _>>()?;
+    // Canonical row bytes sort like the values.
+    let mut all: Vec<Row<'_>> = rows.iter().flat_map(|r| r.iter()).collect();
+    all.sort_unstable();
+    all.dedup();
+    let mut merged = converter.convert_rows(all)?;
+    Ok(merged.swap_remove(0))
 }
 
 /// Copy every row group of the file `bytes` (described by `metadata`) into `writer`,
@@ -333,6 +380,14 @@ mod tests {
         store: &Arc<dyn ObjectStore>,
         all: &[crate::writer::tests::Row],
     ) -> BTreeMap<(String, Option<u32>), Vec<DataFile>> {
+        pieces_with(store, all, WriterOptions::default()).await
+    }
+
+    async fn pieces_with(
+        store: &Arc<dyn ObjectStore>,
+        all: &[crate::writer::tests::Row],
+        options: WriterOptions,
+    ) -> BTreeMap<(String, Option<u32>), Vec<DataFile>> {
         let mut groups: BTreeMap<(String, Option<u32>), Vec<DataFile>> = BTreeMap::new();
         for (task, chunk) in all.chunks(all.len().div_ceil(3)).enumerate() {
             let dir = format!("_terrace/staging/map-{task}");
@@ -341,7 +396,7 @@ mod tests {
                 &Path::from(format!("ds/{dir}")),
                 chunk,
                 700,
-                WriterOptions::default(),
+                options.clone(),
             )
             .await;
             for mut file in files {
@@ -407,6 +462,67 @@ mod tests {
             combined.extend(files);
         }
         check_files(store.as_ref(), &root, &combined, &all).await;
+    }
+
+    /// A combined file's index values are the distinct values of its rows, in order: the
+    /// union of its pieces' (which overlap for `s`), not the first piece's or none.
+    #[tokio::test]
+    async fn combined_files_carry_the_index_values_of_their_rows() {
+        use arrow::array::{Int64Array, StringArray};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use std::collections::BTreeSet;
+
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let root = Path::from("ds");
+        let all = rows(0, 9_000);
+        let options = WriterOptions {
+            index_columns: vec!["id".into(), "s".into()],
+            ..WriterOptions::default()
+        };
+        for (_, group) in pieces_with(&store, &all, options.clone()).await {
+            let files = combine(&store, &options, group).await.unwrap();
+            assert_eq!(files.len(), 1);
+            let file = &files[0];
+            let location = object_path(&root, &file.path).unwrap();
+            let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
+            let (mut ids, mut strings) = (BTreeSet::<i64>::new(), BTreeSet::new());
+            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let batch = batch.unwrap();
+                let id = batch.column_by_name("id").unwrap();
+                ids.extend(id.as_any().downcast_ref::<Int64Array>().unwrap().values());
+                let s = batch.column_by_name("s").unwrap();
+                let s = s.as_any().downcast_ref::<StringArray>().unwrap();
+                strings.extend(s.iter().map(|v| v.map(str::to_string)));
+            }
+            let indexed_ids = file.index_values["id"]
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            assert_eq!(
+                indexed_ids.values().to_vec(),
+                ids.into_iter().collect::<Vec<_>>(),
+                "{}",
+                file.path
+            );
+            let indexed_strings: Vec<Option<String>> = file.index_values["s"]
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect();
+            // Nulls first, as the writer orders index values.
+            assert_eq!(
+                indexed_strings,
+                strings.into_iter().collect::<Vec<_>>(),
+                "{}",
+                file.path
+            );
+        }
     }
 
     #[tokio::test]

@@ -165,6 +165,69 @@ async fn shuffle_combines_big_pieces_by_their_row_groups() {
     assert_eq!(left, 0, "the commit removed the staged pieces");
 }
 
+/// A dataset with a secondary index is combined by copying too, and each combined file's
+/// index holds the values of every piece: a lookup of a value from either map task's
+/// input finds its file, and only that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffle_with_an_index_combines_pieces_and_keeps_every_value() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    write_csv(&input, "a.csv", 0..60_000);
+    write_csv(&input, "b.csv", 60_000..120_000);
+    let dataset = env.path("lake");
+    let job = env
+        .run(
+            plan_ingest(IngestRequest {
+                inputs: vec![format!("{}/*.csv", input.display())],
+                dataset: dataset.clone(),
+                layout: Layout {
+                    partition_on: vec!["origin".into()],
+                    ..Layout::default()
+                },
+                index_columns: vec!["id".into()],
+                split_bytes: Some(1),
+                shuffle: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+        )
+        .await;
+    succeeded(&job);
+    let files = Dataset::open(&dataset)
+        .await
+        .unwrap()
+        .files()
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 3, "one file per origin");
+    for file in &files {
+        // 20,000 rows of each map task: copied, not encoded again.
+        assert_eq!(file.row_groups.len(), 2, "{}", file.path);
+    }
+    // 7 is in a.csv (the first map task), 100,000 in b.csv (the second).
+    for id in [7i64, 100_000] {
+        let request = QueryRequest {
+            dataset: dataset.clone(),
+            predicate: Some(format!("id = {id}")),
+            ..Default::default()
+        };
+        let (_, plan) = plan_query(request.clone()).await.unwrap();
+        let opened: usize = plan.tasks.iter().map(|t| t.files.len()).sum();
+        assert_eq!(opened, 1, "the index leaves the one file holding id {id}");
+        let rows = query_rows(&env, request).await;
+        let ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|b| {
+                let column = b.column_by_name("id").unwrap();
+                let a = column.as_any().downcast_ref::<Int64Array>().unwrap();
+                a.values().to_vec()
+            })
+            .collect();
+        assert_eq!(ids, vec![id]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_without_and_with_shuffle_then_overwrite() {
     let env = Env::new().await;
