@@ -113,14 +113,16 @@ fn succeeded(job: &JobRecord) {
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
 }
 
-/// Pieces big enough are combined by copying their row groups: each (partition, bucket)
-/// file then has one row group per map task, and every row is there once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shuffle_combines_big_pieces_by_their_row_groups() {
-    let env = Env::new().await;
+/// Ingest ids `0..rows` from two CSV files, one map task each, with a shuffle into a
+/// dataset partitioned on origin (and indexing `index_columns`); the job and the files.
+async fn shuffle_two_files(
+    env: &Env,
+    rows: i64,
+    index_columns: Vec<String>,
+) -> (String, JobRecord, Vec<terrace_format::DataFile>) {
     let input = env.dir.path().join("in");
-    write_csv(&input, "a.csv", 0..120_000);
-    write_csv(&input, "b.csv", 120_000..240_000);
+    write_csv(&input, "a.csv", 0..rows / 2);
+    write_csv(&input, "b.csv", rows / 2..rows);
     let dataset = env.path("lake");
     let job = env
         .run(
@@ -131,6 +133,7 @@ async fn shuffle_combines_big_pieces_by_their_row_groups() {
                     partition_on: vec!["origin".into()],
                     ..Layout::default()
                 },
+                index_columns,
                 split_bytes: Some(1),
                 shuffle: true,
                 ..Default::default()
@@ -146,6 +149,15 @@ async fn shuffle_combines_big_pieces_by_their_row_groups() {
         .files()
         .await
         .unwrap();
+    (dataset, job, files)
+}
+
+/// Pieces big enough are combined by copying their row groups: each (partition, bucket)
+/// file then has one row group per map task, and every row is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffle_combines_big_pieces_by_their_row_groups() {
+    let env = Env::new().await;
+    let (dataset, job, files) = shuffle_two_files(&env, 240_000, Vec::new()).await;
     // Regression: map and reduce both counted their rows and bytes, so a shuffle ingest
     // reported twice the rows and the staged pieces' bytes on top of the dataset's.
     assert_eq!(job.rows, 240_000, "rows counted once");
@@ -171,35 +183,7 @@ async fn shuffle_combines_big_pieces_by_their_row_groups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shuffle_with_an_index_combines_pieces_and_keeps_every_value() {
     let env = Env::new().await;
-    let input = env.dir.path().join("in");
-    write_csv(&input, "a.csv", 0..60_000);
-    write_csv(&input, "b.csv", 60_000..120_000);
-    let dataset = env.path("lake");
-    let job = env
-        .run(
-            plan_ingest(IngestRequest {
-                inputs: vec![format!("{}/*.csv", input.display())],
-                dataset: dataset.clone(),
-                layout: Layout {
-                    partition_on: vec!["origin".into()],
-                    ..Layout::default()
-                },
-                index_columns: vec!["id".into()],
-                split_bytes: Some(1),
-                shuffle: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-        )
-        .await;
-    succeeded(&job);
-    let files = Dataset::open(&dataset)
-        .await
-        .unwrap()
-        .files()
-        .await
-        .unwrap();
+    let (dataset, _, files) = shuffle_two_files(&env, 120_000, vec!["id".into()]).await;
     assert_eq!(files.len(), 3, "one file per origin");
     for file in &files {
         // 20,000 rows of each map task: copied, not encoded again.
