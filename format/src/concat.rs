@@ -19,15 +19,20 @@
 //!   does below [`MIN_CONCAT_ROWS_PER_ROW_GROUP`] rows per row group).
 //! - Pieces must come from the same dataset schema (they do within one job); a piece of
 //!   another Parquet schema is refused with [`Error::InvalidLayout`] naming it.
-//! - A file's index values ([`DataFile::index_values`]) are the union of its pieces',
-//!   which the writer collected and the file reports carry, so datasets with secondary
-//!   indices are combined by copying too.
+//! - A file's index values ([`DataFile::index_values`], for the columns of
+//!   [`WriterOptions::index_columns`]) are read from the data: each piece's indexed
+//!   columns are decoded (one column chunk each, not the row) and their distinct values
+//!   merged, so datasets with secondary indices are combined by copying too, and map
+//!   tasks need not collect or report index values. Merging the values the pieces'
+//!   reports carried instead made every reduce task decode every map task's report (all
+//!   the index values of the job): on lineitem SF 1 with an index on `l_orderkey`, the
+//!   reduce stage took 0.95 s against 0.42 s without the index.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use arrow::array::ArrayRef;
+use arrow::array::{ArrayRef, new_empty_array};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::row::{Row, RowConverter, Rows, SortField};
@@ -35,6 +40,8 @@ use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
@@ -223,7 +230,7 @@ impl Context {
         }
         copy_row_groups(&mut file.writer, &metadata, &bytes)
             .map_err(|e| Error::parquet(&file.rel_path, e))?;
-        for (column, values) in piece.index_values {
+        for (column, values) in self.index_values_of(&bytes, path)? {
             file.index_values.entry(column).or_default().push(values);
         }
         // Parts fill as row groups are copied; send them now rather than at the end.
@@ -244,6 +251,61 @@ impl Context {
             upload,
             closed: None,
         })
+    }
+
+    /// The distinct values, in order, of each indexed column of the piece `bytes`.
+    fn index_values_of(&self, bytes: &Bytes, path: &str) -> Result<Vec<(String, ArrayRef)>> {
+        let columns = &self.options.index_columns;
+        if columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .map_err(|e| Error::parquet(path, e))?;
+        let roots = columns
+            .iter()
+            .map(|c| {
+                builder
+                    .schema()
+                    .index_of(c)
+                    .map_err(|_| Error::InvalidLayout {
+                        reason: format!("the piece {path} has no indexed column {c:?}"),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let types: Vec<_> = roots
+            .iter()
+            .map(|&i| builder.schema().field(i).data_type().clone())
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| Error::parquet(path, e))?;
+        // An empty array first, so that a piece without rows still has (no) values.
+        let mut parts: Vec<Vec<ArrayRef>> =
+            types.iter().map(|t| vec![new_empty_array(t)]).collect();
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::arrow(format!("reading {path}"), e))?;
+            for (part, column) in parts.iter_mut().zip(columns) {
+                let values = batch
+                    .column_by_name(column)
+                    .ok_or_else(|| Error::InvalidLayout {
+                        reason: format!("the piece {path} has no indexed column {column:?}"),
+                    })?;
+                part.push(Arc::clone(values));
+            }
+        }
+        columns
+            .iter()
+            .zip(parts)
+            .map(|(column, part)| {
+                let distinct = distinct_sorted(&part).map_err(|e| {
+                    Error::arrow(format!("collecting index values of {column:?}"), e)
+                })?;
+                Ok((column.clone(), distinct))
+            })
+            .collect()
     }
 
     /// Start a file with the Parquet schema and key-value metadata (the Arrow schema
@@ -286,7 +348,7 @@ impl Context {
             .index_values
             .into_iter()
             .map(|(column, parts)| {
-                let merged = merge_index_values(&parts)
+                let merged = distinct_sorted(&parts)
                     .map_err(|e| Error::arrow(format!("merging index values of {column:?}"), e))?;
                 Ok((column, merged))
             })
@@ -304,17 +366,14 @@ impl Context {
     }
 }
 
-/// The distinct values of `parts` (each a piece's distinct values of one column), in
-/// order, as the writer reports a file's index values.
-fn merge_index_values(parts: &[ArrayRef]) -> std::result::Result<ArrayRef, ArrowError> {
+/// The distinct values of `parts` (arrays of one column), in order (nulls first), as the
+/// writer reports a file's index values.
+fn distinct_sorted(parts: &[ArrayRef]) -> std::result::Result<ArrayRef, ArrowError> {
     let Some(first) = parts.first() else {
         return Err(ArrowError::InvalidArgumentError(
             "no index values to merge".to_string(),
         ));
     };
-    if parts.len() == 1 {
-        return Ok(Arc::clone(first));
-    }
     let converter = RowConverter::new(vec![SortField::new(first.data_type().clone())])?;
     let rows = parts
         .iter()
@@ -465,7 +524,7 @@ mod tests {
     }
 
     /// A combined file's index values are the distinct values of its rows, in order: the
-    /// union of its pieces' (which overlap for `s`), not the first piece's or none.
+    /// union of its pieces' (which overlap for `s`), read from the data.
     #[tokio::test]
     async fn combined_files_carry_the_index_values_of_their_rows() {
         use arrow::array::{Int64Array, StringArray};
@@ -479,7 +538,10 @@ mod tests {
             index_columns: vec!["id".into(), "s".into()],
             ..WriterOptions::default()
         };
-        for (_, group) in pieces_with(&store, &all, options.clone()).await {
+        // Pieces written without index values, as a shuffle's map tasks write them: the
+        // values come from the data.
+        for (_, group) in pieces_with(&store, &all, WriterOptions::default()).await {
+            assert!(group.iter().all(|p| p.index_values.is_empty()));
             let files = combine(&store, &options, group).await.unwrap();
             assert_eq!(files.len(), 1);
             let file = &files[0];

@@ -3,8 +3,8 @@
 //!
 //! With a shuffle, map tasks write each (partition, bucket) group's rows as pieces in
 //! the final encoding and a reduce task combines a group's pieces by copying their row
-//! groups into one file ([`concat_data_files`], which also merges the pieces' index
-//! values); a group whose pieces would make row groups of fewer than 8 Ki rows on
+//! groups into one file ([`concat_data_files`], which also reads the file's index values
+//! from the pieces' indexed columns); a group whose pieces would make row groups of fewer than 8 Ki rows on
 //! average is decoded and encoded again instead.
 //!
 //! The dataset is created by the commit of the first ingest, so a failed first ingest
@@ -248,11 +248,10 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     )
     .map_err(Error::planner("planning the write"))?;
 
-    // Pieces carry their index values in the file reports and the reduce merges them, so
-    // datasets with indices are combined by copying too. They used to be encoded again:
-    // the lineitem SF 1 ingest from Parquet with an index on l_orderkey took 13.9 s that
-    // way and 11.0 s by copying (4.7 s without the index; the commit, which writes an
-    // index file of 2.4 million entries, is 4.7 s of the rest).
+    // Datasets with indices are combined by copying too: the reduce reads a combined
+    // file's index values from its pieces' indexed columns. They used to be encoded
+    // again: the lineitem SF 1 ingest from Parquet with an index on l_orderkey took
+    // 13.9 s that way and 11.0 s by copying (4.7 s without the index).
     let concat_pieces = request.shuffle;
     let spec = IngestSpec {
         dataset: dataset_location,
@@ -300,7 +299,12 @@ pub(crate) async fn run(
     match task.payload_as::<WriteTask>()? {
         WriteTask::Write { index, split } => {
             let name = format!("write-{index:05}");
-            let mut writer = writer(spec, &loc, loc.root.clone(), false)?;
+            let mut writer = writer(
+                spec,
+                &loc,
+                loc.root.clone(),
+                writer_options(spec, &loc, false),
+            )?;
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
             let files = finish(writer, files).await?;
@@ -313,7 +317,7 @@ pub(crate) async fn run(
                 spec.staging,
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             );
-            let mut writer = writer(spec, &loc, loc.child(&dir), !spec.concat_pieces)?;
+            let mut writer = writer(spec, &loc, loc.child(&dir), piece_options(spec, &loc))?;
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
             let files = finish(writer, files).await?;
@@ -355,7 +359,12 @@ pub(crate) async fn run(
                     written.extend(files);
                     continue;
                 }
-                let mut writer = writer(spec, &loc, loc.root.clone(), false)?;
+                let mut writer = writer(
+                    spec,
+                    &loc,
+                    loc.root.clone(),
+                    writer_options(spec, &loc, false),
+                )?;
                 let read = read_data_files(
                     loc.store.clone(),
                     loc.root.clone(),
@@ -391,21 +400,32 @@ fn plan_err(e: terrace_planner::Error) -> Error {
     Error::planner("reading an input")(e)
 }
 
-/// A writer of data files (`scratch`: of staged pieces, see [`WriterOptions::scratch`]).
+/// A writer of data files below `root`.
 fn writer(
     spec: &IngestSpec,
     loc: &Location,
     root: object_store::path::Path,
-    scratch: bool,
+    options: WriterOptions,
 ) -> Result<DataFileWriter> {
     DataFileWriter::new(
         loc.store.clone(),
         root,
         spec.schema()?,
         spec.layout.clone(),
-        writer_options(spec, loc, scratch),
+        options,
     )
     .map_err(Error::format("starting a writer"))
+}
+
+/// How a map task writes its pieces: in the final encoding when the reduce copies them,
+/// else as scratch ([`WriterOptions::scratch`]); without index values either way, since
+/// the reduce reads them from the data ([`concat_data_files`]) or its writer collects
+/// them.
+fn piece_options(spec: &IngestSpec, loc: &Location) -> WriterOptions {
+    WriterOptions {
+        index_columns: Vec::new(),
+        ..writer_options(spec, loc, !spec.concat_pieces)
+    }
 }
 
 fn writer_options(spec: &IngestSpec, loc: &Location, scratch: bool) -> WriterOptions {
