@@ -299,12 +299,7 @@ pub(crate) async fn run(
     match task.payload_as::<WriteTask>()? {
         WriteTask::Write { index, split } => {
             let name = format!("write-{index:05}");
-            let mut writer = writer(
-                spec,
-                &loc,
-                loc.root.clone(),
-                writer_options(spec, &loc, false),
-            )?;
+            let mut writer = dataset_writer(spec, &loc)?;
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
             let files = finish(writer, files).await?;
@@ -359,12 +354,7 @@ pub(crate) async fn run(
                     written.extend(files);
                     continue;
                 }
-                let mut writer = writer(
-                    spec,
-                    &loc,
-                    loc.root.clone(),
-                    writer_options(spec, &loc, false),
-                )?;
+                let mut writer = dataset_writer(spec, &loc)?;
                 let read = read_data_files(
                     loc.store.clone(),
                     loc.root.clone(),
@@ -415,6 +405,16 @@ fn writer(
         options,
     )
     .map_err(Error::format("starting a writer"))
+}
+
+/// A writer of the dataset's own files (not staged pieces).
+fn dataset_writer(spec: &IngestSpec, loc: &Location) -> Result<DataFileWriter> {
+    writer(
+        spec,
+        loc,
+        loc.root.clone(),
+        writer_options(spec, loc, false),
+    )
 }
 
 /// How a map task writes its pieces: in the final encoding when the reduce copies them,
