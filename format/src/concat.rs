@@ -20,9 +20,8 @@
 //! - Pieces must come from the same dataset schema (they do within one job); a piece of
 //!   another Parquet schema is refused with [`Error::InvalidLayout`] naming it.
 //! - A file's index values ([`DataFile::index_values`], for the columns of
-//!   [`WriterOptions::index_columns`]) are read from the data: each piece's indexed
-//!   columns are decoded (one column chunk each, not the row) and their distinct values
-//!   merged, so datasets with secondary indices are combined by copying too, and map
+//!   [`WriterOptions::index_columns`]) are read from the data: only the indexed column
+//!   chunks of each piece are decoded, and their distinct values merged, so datasets with secondary indices are combined by copying too, and map
 //!   tasks need not collect or report index values. Merging the values the pieces'
 //!   reports carried instead made every reduce task decode every map task's report (all
 //!   the index values of the job): on lineitem SF 1 with an index on `l_orderkey`, the
