@@ -40,7 +40,9 @@ use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
@@ -206,10 +208,12 @@ impl Context {
     /// the file when it reached the target size.
     fn append(&self, current: Option<OutFile>, piece: DataFile, bytes: Bytes) -> Result<Step> {
         let path = piece.path.as_str();
-        let metadata = ParquetMetaDataReader::new()
-            .with_page_index_policy(PageIndexPolicy::Optional)
-            .parse_and_finish(&bytes)
-            .map_err(|e| Error::parquet(path, e))?;
+        let metadata = Arc::new(
+            ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Optional)
+                .parse_and_finish(&bytes)
+                .map_err(|e| Error::parquet(path, e))?,
+        );
         let (mut file, upload) = match current {
             Some(file) => (file, None),
             None => {
@@ -229,7 +233,7 @@ impl Context {
         }
         copy_row_groups(&mut file.writer, &metadata, &bytes)
             .map_err(|e| Error::parquet(&file.rel_path, e))?;
-        for (column, values) in self.index_values_of(&bytes, path)? {
+        for (column, values) in self.index_values_of(&bytes, &metadata, path)? {
             file.index_values.entry(column).or_default().push(values);
         }
         // Parts fill as row groups are copied; send them now rather than at the end.
@@ -252,14 +256,23 @@ impl Context {
         })
     }
 
-    /// The distinct values, in order, of each indexed column of the piece `bytes`.
-    fn index_values_of(&self, bytes: &Bytes, path: &str) -> Result<Vec<(String, ArrayRef)>> {
+    /// The distinct values, in order, of each indexed column of the piece `bytes`, whose
+    /// footer `append` parsed already (`metadata`).
+    fn index_values_of(
+        &self,
+        bytes: &Bytes,
+        metadata: &Arc<ParquetMetaData>,
+        path: &str,
+    ) -> Result<Vec<(String, ArrayRef)>> {
         let columns = &self.options.index_columns;
         if columns.is_empty() {
             return Ok(Vec::new());
         }
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .map_err(|e| Error::parquet(path, e))?;
+        let reader_metadata =
+            ArrowReaderMetadata::try_new(Arc::clone(metadata), ArrowReaderOptions::default())
+                .map_err(|e| Error::parquet(path, e))?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), reader_metadata);
         let roots = columns
             .iter()
             .map(|c| {
