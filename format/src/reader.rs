@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{FieldRef, SchemaRef};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
 use datafusion::datasource::listing::PartitionedFile;
@@ -55,6 +55,12 @@ pub struct ScanRequest {
     pub batch_size: usize,
     /// Row groups to read, by file path; a file not named here is read whole.
     pub row_groups: HashMap<String, RowGroupSelection>,
+    /// Return string and binary columns stored in the files as Arrow's view types
+    /// (`Utf8View`, `BinaryView`) instead of the dataset schema's; partition columns keep
+    /// their type. Decoding a dictionary page then copies 16-byte views rather than
+    /// every value's bytes, and DataFusion groups and compares short strings by their
+    /// views: for SQL run on the rows, not for rows handed to a user as they are.
+    pub string_views: bool,
 }
 
 /// Which row groups of one data file to read (a planner's row-group hint).
@@ -92,6 +98,7 @@ impl ScanRequest {
             predicate: None,
             batch_size: 8192,
             row_groups: HashMap::new(),
+            string_views: false,
         }
     }
 }
@@ -123,7 +130,11 @@ pub async fn read_data_files(
                 .map_err(|_| unknown_column("partition", name, &schema))
         })
         .collect::<Result<_>>()?;
-    let table = TableSchema::builder(file_schema(&schema, &layout.partition_on))
+    let mut stored = file_schema(&schema, &layout.partition_on);
+    if request.string_views {
+        stored = as_view_types(&stored);
+    }
+    let table = TableSchema::builder(stored)
         .with_table_partition_cols(partition_fields)
         .build();
     // DataFusion orders the scan's columns as file columns, then partition columns.
@@ -246,6 +257,25 @@ pub async fn read_data_files(
     Ok(stream
         .map_err(|e| Error::datafusion("reading data files", e))
         .boxed())
+}
+
+/// `schema` with its string and binary columns as view types. DataFusion's Parquet scan
+/// decodes a file's columns straight into the view types its table schema asks for.
+fn as_view_types(schema: &Schema) -> SchemaRef {
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
+            }
+            DataType::Binary | DataType::LargeBinary => {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::BinaryView))
+            }
+            _ => Arc::clone(f),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// Spread files over up to `n` groups of similar byte size (each group is read by one
@@ -384,6 +414,59 @@ mod tests {
             .filter(|r| r.p1.is_none() && r.v.is_some_and(|v| v <= 10.0))
             .count();
         assert_eq!(n, expected);
+    }
+
+    #[tokio::test]
+    async fn string_views_return_stored_strings_as_views_with_the_same_rows() {
+        let (store, files, rows) = dataset().await;
+        let predicate = col("s").gt_eq(lit("s50")).and(col("p1").eq(lit("a")));
+        let request = ScanRequest {
+            predicate: Some(predicate.clone()),
+            string_views: true,
+            ..ScanRequest::new(files.clone())
+        };
+        let got: Vec<RecordBatch> = read_data_files(
+            Arc::clone(&store),
+            Path::from("t"),
+            schema(),
+            &layout(),
+            request,
+        )
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+        let types = got[0].schema();
+        // Stored strings as views; the partition column keeps the dataset's type.
+        assert_eq!(
+            types.field_with_name("s").unwrap().data_type(),
+            &DataType::Utf8View
+        );
+        assert_eq!(
+            types.field_with_name("p1").unwrap().data_type(),
+            &DataType::Utf8
+        );
+        assert_eq!(
+            types.field_with_name("v").unwrap().data_type(),
+            &DataType::Float64
+        );
+        let plain: Vec<RecordBatch> = got
+            .iter()
+            .map(|b| {
+                let s = arrow::compute::cast(b.column(4), &DataType::Utf8).unwrap();
+                let mut columns = b.columns().to_vec();
+                columns[4] = s;
+                RecordBatch::try_new(schema(), columns).unwrap()
+            })
+            .collect();
+        let expected: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.s.as_deref().is_some_and(|s| s >= "s50") && r.p1.as_deref() == Some("a"))
+            .cloned()
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(to_rows(&plain), expected);
     }
 
     #[tokio::test]

@@ -401,6 +401,43 @@ async fn queries_filter_map_reduce_and_limit() {
         assert_eq!(sums.value(i), want);
     }
 
+    // A map reads stored strings as views; what it returns has the planned plain types.
+    let rows = query_rows(
+        &env,
+        QueryRequest {
+            dataset: dataset.clone(),
+            predicate: Some("tail >= 'N5'".into()),
+            map_sql: Some(
+                "SELECT tail, lower(tail) AS low, count(*) AS n FROM part GROUP BY tail".into(),
+            ),
+            reduce_sql: Some(
+                "SELECT tail, low, sum(n) AS n FROM parts GROUP BY tail, low ORDER BY tail".into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), 1);
+    let strings = |i: usize| {
+        rows[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap_or_else(|| panic!("column {i} is {}", rows[0].column(i).data_type()))
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strings(0), ["N5", "N6", "N7", "N8", "N9"]);
+    assert_eq!(strings(1), ["n5", "n6", "n7", "n8", "n9"]);
+    let counts = rows[0]
+        .column(2)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    // 900 ids, tail N(id % 17): 53 of each of these.
+    assert_eq!(counts.values().to_vec(), vec![53; 5]);
+
     // A map's read tasks decode only the columns its SQL uses.
     let map_plan = |sql: &str| {
         let request = QueryRequest {

@@ -210,6 +210,7 @@ impl ReadTask {
                 .iter()
                 .filter_map(|f| Some((f.path.clone(), f.row_groups.as_ref()?.selection())))
                 .collect(),
+            string_views: false,
         })
     }
 }

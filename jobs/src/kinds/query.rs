@@ -361,9 +361,12 @@ async fn read_part(spec: &QuerySpec, loc: &Location, read: &ReadTask) -> Result<
         )))?;
     let schema = dataset.schema();
     let layout = dataset.current().layout().clone();
-    let request = read
+    let mut request = read
         .scan_request(&schema, &layout, None, 8192)
         .map_err(Error::planner("reading the task's files and predicate"))?;
+    // The map's SQL groups and compares strings as views, which is cheaper than as plain
+    // strings (ScanRequest::string_views); its output is cast back to the planned types.
+    request.string_views = spec.map_sql.is_some();
     let stream = read_data_files(
         loc.store.clone(),
         loc.root.clone(),
@@ -391,7 +394,11 @@ async fn read_part(spec: &QuerySpec, loc: &Location, read: &ReadTask) -> Result<
                 .execute_stream()
                 .await
                 .map_err(df_error("running --map", false))?;
-            out.map_err(df_error("running --map", false)).boxed()
+            let planned = schema_from_fields(&spec.part_schema)
+                .map_err(Error::planner("reading the query's schema"))?;
+            out.map_err(df_error("running --map", false))
+                .map(move |batch| batch.and_then(|b| as_planned_types(b, &planned)))
+                .boxed()
         }
         // Without a map, no task needs more rows than the limit.
         None => match spec.limit {
@@ -502,6 +509,49 @@ fn parquet_error(path: &str, e: parquet::errors::ParquetError) -> Error {
         reason: e.to_string(),
         retryable: true,
     }
+}
+
+/// `batch` with each column whose type differs from the planned part schema's (by
+/// position) cast to it: a map reads strings as views where the plan typed them plain.
+fn as_planned_types(batch: RecordBatch, planned: &Schema) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    if planned.fields().len() != schema.fields().len()
+        || planned
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .all(|(p, f)| p.data_type() == f.data_type())
+    {
+        return Ok(batch);
+    }
+    let cast_err = |e: arrow::error::ArrowError| Error::Execution {
+        context: "typing the output of --map as planned".to_string(),
+        reason: e.to_string(),
+        retryable: false,
+    };
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for ((field, column), target) in schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .zip(planned.fields())
+    {
+        if field.data_type() == target.data_type() {
+            fields.push(Arc::clone(field));
+            columns.push(Arc::clone(column));
+        } else {
+            fields.push(Arc::new(
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(target.data_type().clone()),
+            ));
+            columns.push(arrow::compute::cast(column, target.data_type()).map_err(cast_err)?);
+        }
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    RecordBatch::try_new(schema, columns).map_err(cast_err)
 }
 
 /// The schema of a stream's first batch and the stream with that batch put back; `None`
