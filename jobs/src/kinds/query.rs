@@ -8,6 +8,13 @@
 //! that is flushed to the store whenever the buffered row group reaches half the memory
 //! budget, so a task never holds a whole file; DataFusion's own operators (the map SQL's
 //! aggregations, sorts) run under a memory pool of the same budget.
+//!
+//! A map's SQL sees the files' string columns as Arrow views
+//! ([`ScanRequest::string_views`](terrace_format::ScanRequest::string_views)): grouping
+//! the lineitem aggregate's two flag columns as plain strings was 28% of its CPU and
+//! expanding their dictionary pages 11%. Views can point into decompressed pages, so a
+//! map that sorts long strings holds those pages (counted by the pool) until its output
+//! is cast back to the planned plain types.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
