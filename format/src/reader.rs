@@ -326,6 +326,10 @@ mod tests {
             batch_size: 1_000,
             ..ScanRequest::new(files)
         };
+        read(store, request).await
+    }
+
+    async fn read(store: Arc<dyn ObjectStore>, request: ScanRequest) -> Vec<RecordBatch> {
         read_data_files(store, Path::from("t"), schema(), &layout(), request)
             .await
             .unwrap()
@@ -421,22 +425,11 @@ mod tests {
         let (store, files, rows) = dataset().await;
         let predicate = col("s").gt_eq(lit("s50")).and(col("p1").eq(lit("a")));
         let request = ScanRequest {
-            predicate: Some(predicate.clone()),
+            predicate: Some(predicate),
             string_views: true,
-            ..ScanRequest::new(files.clone())
+            ..ScanRequest::new(files)
         };
-        let got: Vec<RecordBatch> = read_data_files(
-            Arc::clone(&store),
-            Path::from("t"),
-            schema(),
-            &layout(),
-            request,
-        )
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+        let got = read(store, request).await;
         let types = got[0].schema();
         // Stored strings as views; the partition column keeps the dataset's type.
         assert_eq!(
