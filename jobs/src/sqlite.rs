@@ -35,7 +35,7 @@ mod q {
     sql! {
         INSERT_JOB = "insert_job.sql";
         ADD_STAGE_TOTAL = "add_stage_total.sql";
-        INSERT_TASK = "insert_task.sql";
+        INSERT_TASKS = "insert_tasks.sql";
         CLAIM = "claim.sql";
         START_JOB = "start_job.sql";
         COMPLETE_TASK = "complete_task.sql";
@@ -94,6 +94,9 @@ fn from_ms(v: i64) -> Result<DateTime<Utc>> {
 fn opt_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
     v.map(from_ms).transpose()
 }
+
+/// Tasks per INSERT when storing a job's tasks; keeps each statement's JSON bounded.
+const INSERT_CHUNK: usize = 10_000;
 
 fn json_text(v: &Value) -> String {
     // Serialising a `Value` cannot fail (its map keys are strings).
@@ -269,24 +272,34 @@ impl SqliteBackend {
     ) -> Result<()> {
         let ctx = || format!("storing the tasks of job {job}");
         let mut totals = std::collections::BTreeMap::<i32, i64>::new();
-        for t in tasks {
-            let state = if Some(t.stage) == ready_stage {
-                TaskState::Ready
-            } else {
-                TaskState::Blocked
-            };
-            sqlx::query(q::INSERT_TASK)
+        for chunk in tasks.chunks(INSERT_CHUNK) {
+            let rows: Vec<Value> = chunk
+                .iter()
+                .map(|t| {
+                    let state = if Some(t.stage) == ready_stage {
+                        TaskState::Ready
+                    } else {
+                        TaskState::Blocked
+                    };
+                    *totals.entry(t.stage).or_default() += 1;
+                    // The payload goes in as a JSON string, so the stored text is
+                    // exactly `json_text`'s, as with one INSERT per task.
+                    serde_json::json!([
+                        t.stage,
+                        json_text(&t.payload),
+                        state.as_str(),
+                        t.max_attempts.unwrap_or(max_attempts)
+                    ])
+                })
+                .collect();
+            sqlx::query(q::INSERT_TASKS)
                 .bind(job.0)
                 .bind(kind)
-                .bind(t.stage)
-                .bind(json_text(&t.payload))
-                .bind(state.as_str())
-                .bind(t.max_attempts.unwrap_or(max_attempts))
                 .bind(ms(now))
+                .bind(json_text(&Value::Array(rows)))
                 .execute(&mut **tx)
                 .await
                 .map_err(Error::db(ctx()))?;
-            *totals.entry(t.stage).or_default() += 1;
         }
         for (stage, n) in totals {
             sqlx::query(q::ADD_STAGE_TOTAL)

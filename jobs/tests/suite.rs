@@ -204,6 +204,69 @@ async fn submit_claim_complete_advances_stages(#[values(Kind::Sqlite, Kind::Post
     assert!(q.claim("w1", 10, LEASE).await.expect("claim").is_empty());
 }
 
+/// A job of more tasks than one INSERT statement takes: every task is stored with its own
+/// stage, payload text and attempts, in submission order.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_many_tasks_stores_each_as_submitted(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let db = TestDb::new(kind).await;
+    let q = db.queue(QueueOptions::default()).await;
+    const N: usize = 25_001;
+    let payload = |i: usize| json!({"file": format!("in/part \"{i}\"/ü\\✓.csv"), "n": i, "nested": [i, null, true]});
+    let job = NewJob::new("ingest", json!({}))
+        .with_tasks((0..N).map(|i| {
+            let task = NewTask::new(0, payload(i));
+            if i % 3 == 0 {
+                task.with_max_attempts(7)
+            } else {
+                task
+            }
+        }))
+        .with_task(NewTask::new(1, json!("commit")));
+    let id = q.submit(job).await.expect("submit");
+    assert_eq!(q.job(id).await.expect("job").tasks_total, N as i64 + 1);
+
+    let records = q.tasks(id).await.expect("tasks");
+    assert_eq!(records.len(), N + 1);
+    let ids: Vec<_> = records.iter().map(|t| t.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids follow submission order"
+    );
+    for (i, t) in records[..N].iter().enumerate() {
+        let want = if i % 3 == 0 {
+            7
+        } else {
+            QueueOptions::default().max_attempts
+        };
+        assert_eq!(
+            (t.stage, t.state, t.max_attempts),
+            (0, TaskState::Ready, want),
+            "task {i}"
+        );
+    }
+    assert_eq!(
+        (records[N].stage, records[N].state),
+        (1, TaskState::Blocked)
+    );
+
+    let claimed = q.claim("w1", N as u32 + 10, LEASE).await.expect("claim");
+    assert_eq!(claimed.len(), N, "only stage 0 is ready");
+    for t in &claimed {
+        let i = usize::try_from(t.id.0 - records[0].id.0).expect("id offset");
+        assert_eq!(t.payload().expect("payload"), payload(i), "task {i}");
+        if kind == Kind::Sqlite {
+            // SQLite keeps the submitted text itself (PostgreSQL stores jsonb).
+            assert_eq!(
+                t.payload_json,
+                serde_json::to_string(&payload(i)).expect("json")
+            );
+        }
+    }
+}
+
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_in_happens_once_under_concurrent_workers(
