@@ -39,6 +39,8 @@ pub enum ModeArg {
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
     /// Input files: paths, URLs or globs ('flights/*.csv', 's3://landing/2026-11-23/*.parquet').
+    /// CSV, JSON lines and Arrow files ending in .gz are decompressed while read. Each file
+    /// is read once: a file two inputs name is refused.
     #[arg(required = true)]
     pub inputs: Vec<String>,
     /// The dataset to write (created by the first ingest).

@@ -2,7 +2,10 @@
 //!
 //! Inputs are local paths or object-store URLs (`s3://b/in/*.csv`, `memory://x/*.jsonl`),
 //! with glob patterns (`*`, `?`, `[..]`, `**`) in their path. Formats: CSV (with a
-//! header), Parquet, JSON lines, Arrow IPC streams; by extension unless given.
+//! header), Parquet, JSON lines, Arrow IPC streams; by extension unless given. A text or
+//! Arrow file whose name ends in `.gz` (`flights.csv.gz`) is gzip-compressed and read
+//! through a streaming decoder, as pandas, DuckDB and polars read it; Parquet compresses
+//! its own pages, so a gzipped Parquet file is refused with a message saying so.
 //!
 //! Splits: Parquet files larger than the target are cut at row-group boundaries, and
 //! consecutive other files are grouped, into as many splits as there are targets in their
@@ -57,7 +60,8 @@ pub enum InputFormat {
 }
 
 impl InputFormat {
-    /// The format a file name's extension implies (`.csv`, `.tsv` is not supported).
+    /// The format a file name's extension implies (`.csv`, `.tsv` is not supported), with
+    /// a `.gz` suffix ignored (see [`InputFile::gzipped`]).
     pub fn from_path(path: &str) -> Option<InputFormat> {
         let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
         let name = name.strip_suffix(".gz").unwrap_or(&name);
@@ -81,6 +85,15 @@ pub struct InputFile {
     pub format: InputFormat,
     /// Its size.
     pub size_bytes: u64,
+}
+
+impl InputFile {
+    /// Whether the file is gzip-compressed: its name ends in `.gz` (any case). Told by
+    /// the name, as every peer does, so task payloads written before need no new field.
+    pub fn gzipped(&self) -> bool {
+        let name = self.location.rsplit('/').next().unwrap_or(&self.location);
+        name.to_ascii_lowercase().ends_with(".gz")
+    }
 }
 
 /// A part of an input split: a whole file, or some row groups of a Parquet file.
@@ -126,7 +139,9 @@ pub async fn list_inputs(
     if patterns.is_empty() {
         return Err(Error::invalid("inputs", "no input given"));
     }
-    let mut out = Vec::new();
+    let mut out: Vec<InputFile> = Vec::new();
+    // Which pattern each file came from, to refuse a file two patterns name.
+    let mut named_by: Vec<&String> = Vec::new();
     for pattern in patterns {
         let format_of = |path: &str| {
             format
@@ -147,6 +162,7 @@ pub async fn list_inputs(
                 },
                 other => store_error(pattern)(other),
             })?;
+            named_by.push(pattern);
             out.push(InputFile {
                 location: pattern.clone(),
                 format: format_of(pattern)?,
@@ -191,6 +207,7 @@ pub async fn list_inputs(
         matches.sort();
         for (relative, size) in matches {
             let full = format!("{dir}{relative}");
+            named_by.push(pattern);
             out.push(InputFile {
                 format: format_of(&full)?,
                 location: full,
@@ -198,22 +215,58 @@ pub async fn list_inputs(
             });
         }
     }
+    // A file named twice would be ingested twice: refuse rather than double its rows.
+    let mut first_named_by: std::collections::HashMap<&str, &String> =
+        std::collections::HashMap::new();
+    for (file, pattern) in out.iter().zip(&named_by) {
+        if let Some(first) = first_named_by.insert(&file.location, *pattern) {
+            return Err(Error::Input {
+                path: file.location.clone(),
+                reason: format!(
+                    "named by both the inputs {first:?} and {pattern:?}; give each file once"
+                ),
+            });
+        }
+    }
     Ok(out)
 }
 
-async fn head_bytes(file: &InputFile, limit: u64) -> Result<Bytes> {
+/// Up to `limit` bytes from the start of a file's content (decompressed when it is
+/// gzipped), and whether they are all of it.
+async fn head_bytes(file: &InputFile, limit: u64) -> Result<(Bytes, bool)> {
+    if file.gzipped() {
+        let mut content = file_chunks(file)?;
+        let mut head = Vec::new();
+        while (head.len() as u64) < limit {
+            match content.try_next().await? {
+                Some(chunk) => head.extend_from_slice(&chunk),
+                None => return Ok((Bytes::from(head), true)),
+            }
+        }
+        return Ok((Bytes::from(head), false));
+    }
     let loc = location(&file.location)?;
     let end = file.size_bytes.min(limit);
-    loc.store
+    let bytes = loc
+        .store
         .get_range(&loc.root, 0..end)
         .await
-        .map_err(store_error(&file.location))
+        .map_err(store_error(&file.location))?;
+    Ok((bytes, end >= file.size_bytes))
 }
 
 #[allow(deprecated)]
 async fn parquet_builder(
     file: &InputFile,
 ) -> Result<ParquetRecordBatchStreamBuilder<ParquetObjectReader>> {
+    if file.gzipped() {
+        return Err(Error::Input {
+            path: file.location.clone(),
+            reason: "a gzip-compressed Parquet file: Parquet compresses its own pages; \
+                     decompress the file and give the .parquet"
+                .to_string(),
+        });
+    }
     let loc = location(&file.location)?;
     let reader = ParquetObjectReader::new(loc.store, loc.root).with_file_size(file.size_bytes);
     ParquetRecordBatchStreamBuilder::new(reader)
@@ -233,8 +286,8 @@ pub async fn file_schema(file: &InputFile) -> Result<SchemaRef> {
     match file.format {
         InputFormat::Parquet => Ok(Arc::clone(parquet_builder(file).await?.schema())),
         InputFormat::Csv => {
-            let bytes = head_bytes(file, INFER_BYTES).await?;
-            let bytes = complete_lines(&bytes, file.size_bytes);
+            let (bytes, whole) = head_bytes(file, INFER_BYTES).await?;
+            let bytes = complete_lines(&bytes, whole);
             let (schema, _) = arrow::csv::reader::Format::default()
                 .with_header(true)
                 .infer_schema(Cursor::new(bytes), None)
@@ -242,14 +295,14 @@ pub async fn file_schema(file: &InputFile) -> Result<SchemaRef> {
             Ok(Arc::new(storable_times(&schema)))
         }
         InputFormat::JsonLines => {
-            let bytes = head_bytes(file, INFER_BYTES).await?;
-            let bytes = complete_lines(&bytes, file.size_bytes);
+            let (bytes, whole) = head_bytes(file, INFER_BYTES).await?;
+            let bytes = complete_lines(&bytes, whole);
             let (schema, _) = arrow::json::reader::infer_json_schema(Cursor::new(bytes), None)
                 .map_err(|e| bad(format!("cannot infer a JSON schema: {e}")))?;
             Ok(Arc::new(storable_times(&schema)))
         }
         InputFormat::ArrowStream => {
-            let bytes = head_bytes(file, INFER_BYTES).await?;
+            let (bytes, _) = head_bytes(file, INFER_BYTES).await?;
             let mut decoder = arrow::ipc::reader::StreamDecoder::new();
             let mut buffer = arrow::buffer::Buffer::from(bytes);
             while decoder.schema().is_none() && !buffer.is_empty() {
@@ -284,9 +337,9 @@ fn storable_times(schema: &Schema) -> Schema {
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
-/// The first `bytes` up to the last complete line (all of it when it is the whole file).
-fn complete_lines(bytes: &Bytes, file_size: u64) -> Bytes {
-    if bytes.len() as u64 >= file_size {
+/// The first `bytes` up to the last complete line (all of it when it is the `whole` file).
+fn complete_lines(bytes: &Bytes, whole: bool) -> Bytes {
+    if whole {
         return bytes.clone();
     }
     match bytes.iter().rposition(|b| *b == b'\n') {
@@ -309,7 +362,26 @@ pub async fn infer_schema(files: &[InputFile], max_files: usize) -> Result<Schem
         let other = file_schema(file).await?;
         schema = merge_schemas(&schema, &first.location, &other, &file.location)?;
     }
-    Ok(schema)
+    Ok(Arc::new(strings_for_nulls(&schema)))
+}
+
+/// A column inference saw no value of in any file (all empty in the rows read) is taken
+/// as nullable text, as DuckDB and polars do. Left as Arrow's `Null` type, the CSV reader
+/// would discard every later value of it without an error, and JSON could not hold one.
+fn strings_for_nulls(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Null => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Utf8)
+                .with_nullable(true),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// Merge two inferred schemas as [`infer_schema`] describes, or name the disagreement.
@@ -507,63 +579,17 @@ async fn read_part(part: &SplitPart, schema: &SchemaRef, tx: &Sender) -> Result<
             Ok(())
         }
         InputFormat::Csv => {
+            // The header must name the schema's columns in its order: a schema given by
+            // the user (or a file changed since it was planned) would otherwise be
+            // matched by position, silently swapping columns of the same type.
             let mut decoder = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
                 .with_header(true)
+                .with_header_validation(true)
                 .with_batch_size(BATCH_ROWS)
                 .build_decoder();
             stream_csv(file, tx, &mut decoder).await
         }
-        InputFormat::JsonLines => {
-            let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
-                .with_batch_size(BATCH_ROWS)
-                .build_decoder()
-                .map_err(|e| Error::arrow("preparing a JSON decoder", e))?;
-            // JSON errors carry no line number: feed one line at a time and count.
-            let mut line = 0u64;
-            let mut pending: Vec<u8> = Vec::new();
-            let mut body = file_chunks(file)?;
-            let bad = |line: u64, e: arrow::error::ArrowError| Error::BadRow {
-                path: file.location.clone(),
-                line,
-                reason: e.to_string(),
-            };
-            loop {
-                let chunk = body.try_next().await?;
-                let done = chunk.is_none();
-                if let Some(chunk) = &chunk {
-                    pending.extend_from_slice(chunk);
-                } else if !pending.is_empty() && pending.last() != Some(&b'\n') {
-                    pending.push(b'\n');
-                }
-                let mut start = 0;
-                while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
-                    line += 1;
-                    let text = &pending[start..=start + end];
-                    let mut offset = 0;
-                    while offset < text.len() {
-                        let read = decoder.decode(&text[offset..]).map_err(|e| bad(line, e))?;
-                        offset += read;
-                        if read == 0 || decoder.len() >= BATCH_ROWS {
-                            if let Some(batch) = decoder.flush().map_err(|e| bad(line, e))? {
-                                send(tx, batch).await?;
-                            }
-                            if read == 0 && offset < text.len() {
-                                break;
-                            }
-                        }
-                    }
-                    start += end + 1;
-                }
-                pending.drain(..start);
-                if done {
-                    break;
-                }
-            }
-            if let Some(batch) = decoder.flush().map_err(|e| bad(line, e))? {
-                send(tx, batch).await?;
-            }
-            Ok(())
-        }
+        InputFormat::JsonLines => stream_json(file, schema, tx).await,
         InputFormat::ArrowStream => {
             let mut body = file_chunks(file)?;
             let mut decoder = arrow::ipc::reader::StreamDecoder::new();
@@ -588,14 +614,41 @@ async fn read_part(part: &SplitPart, schema: &SchemaRef, tx: &Sender) -> Result<
 /// Bytes asked for per request when a file is read as a stream (CSV, JSON lines, Arrow).
 const READ_CHUNK_BYTES: u64 = 8 << 20;
 
-/// The bytes of a file read as a stream, in ranges of [`READ_CHUNK_BYTES`] with the next
+/// The content of a file read as a stream: its stored bytes ([`stored_chunks`]), through
+/// a gzip decoder when the file is [gzipped](InputFile::gzipped).
+fn file_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<Bytes>>> {
+    let raw = stored_chunks(file)?;
+    if !file.gzipped() {
+        return Ok(raw);
+    }
+    // Errors of the stored bytes travel through the decoder as `io::Error`s and come out
+    // as they went in (a store error stays retryable); the decoder's own are bad input.
+    let compressed = tokio_util::io::StreamReader::new(raw.map_err(std::io::Error::other));
+    let mut decoder = async_compression::tokio::bufread::GzipDecoder::new(compressed);
+    // `cat a.gz b.gz > ab.gz` is a valid gzip file of two members; gzip reads both.
+    decoder.multiple_members(true);
+    let path = file.location.clone();
+    Ok(
+        tokio_util::io::ReaderStream::with_capacity(decoder, READ_CHUNK_BYTES as usize)
+            .map_err(move |e| match e.downcast::<Error>() {
+                Ok(stored) => stored,
+                Err(e) => Error::Input {
+                    path: path.clone(),
+                    reason: format!("not a readable gzip file: {e}"),
+                },
+            })
+            .boxed(),
+    )
+}
+
+/// The stored bytes of a file read as a stream, in ranges of [`READ_CHUNK_BYTES`] with the next
 /// two requested ahead.
 ///
 /// Not `GetResult::into_stream`: on a local store that reads 8 KiB at a time, each read a
 /// `spawn_blocking` hand-off, and on the lineitem CSV ingest (12,000 reads per 95 MB
 /// file) waking the blocking pool's threads was about 9% of the profile. The size is the
 /// one listed when the ingest was planned; a file cut shorter since fails its read.
-fn file_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<Bytes>>> {
+fn stored_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<Bytes>>> {
     let loc = location(&file.location)?;
     let path = file.location.clone();
     let size = file.size_bytes;
@@ -615,6 +668,234 @@ fn file_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<Bytes>>> {
         })
         .buffered(2)
         .boxed())
+}
+
+/// Feed a JSON-lines file to a decoder one line at a time, flushing full batches.
+///
+/// - **Strict keys.** A key the schema lacks (first seen past the rows inference read, or
+///   left out of a given schema) is an error, not dropped.
+/// - **Exact integers.** arrow-json reads `12.75` into an integer column as 12 (it falls
+///   back to parsing a float and casting). Integer columns are therefore decoded as text
+///   ([`json_read_schema`]) and parsed here: a number with a fraction is an error, as it
+///   is in a CSV file.
+/// - **Lines in errors.** arrow-json reports type errors when a batch is flushed, without
+///   the row; the batch's lines are then decoded again one by one ([`locate_json_error`])
+///   to name the first bad one.
+async fn stream_json(file: &InputFile, schema: &SchemaRef, tx: &Sender) -> Result<()> {
+    let read_schema = json_read_schema(schema);
+    let mut decoder = json_decoder(&read_schema, BATCH_ROWS)?;
+    let mut line = 0u64;
+    // The line of each row the decoder holds (a line may hold more than one object).
+    let mut row_lines: Vec<u64> = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut body = file_chunks(file)?;
+    let bad = |line: u64, e: arrow::error::ArrowError| Error::BadRow {
+        path: file.location.clone(),
+        line,
+        reason: e.to_string(),
+    };
+    loop {
+        let chunk = body.try_next().await?;
+        let done = chunk.is_none();
+        if let Some(chunk) = &chunk {
+            pending.extend_from_slice(chunk);
+        } else if !pending.is_empty() && pending.last() != Some(&b'\n') {
+            pending.push(b'\n');
+        }
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+            line += 1;
+            let text = &pending[start..=start + end];
+            let mut offset = 0;
+            while offset < text.len() {
+                let read = decoder.decode(&text[offset..]).map_err(|e| bad(line, e))?;
+                offset += read;
+                row_lines.resize(decoder.len(), line);
+                if read == 0 || decoder.len() >= BATCH_ROWS {
+                    flush_json(file, schema, &read_schema, &mut decoder, &mut row_lines, tx)
+                        .await?;
+                    if read == 0 && offset < text.len() {
+                        break;
+                    }
+                }
+            }
+            start += end + 1;
+        }
+        pending.drain(..start);
+        if done {
+            break;
+        }
+    }
+    flush_json(file, schema, &read_schema, &mut decoder, &mut row_lines, tx).await
+}
+
+fn json_decoder(
+    read_schema: &SchemaRef,
+    batch_rows: usize,
+) -> Result<arrow::json::reader::Decoder> {
+    arrow::json::ReaderBuilder::new(Arc::clone(read_schema))
+        .with_strict_mode(true)
+        // Numbers into the text columns that stand for integer ones.
+        .with_coerce_primitive(true)
+        .with_batch_size(batch_rows)
+        .build_decoder()
+        .map_err(|e| Error::arrow("preparing a JSON decoder", e))
+}
+
+/// The schema JSON is decoded with: integer columns (top level) as text.
+fn json_read_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.data_type().is_integer() {
+                f.as_ref().clone().with_data_type(DataType::Utf8)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Emit the decoder's rows as a batch of `schema`, or the error of the first bad line.
+async fn flush_json(
+    file: &InputFile,
+    schema: &SchemaRef,
+    read_schema: &SchemaRef,
+    decoder: &mut arrow::json::reader::Decoder,
+    row_lines: &mut Vec<u64>,
+    tx: &Sender,
+) -> Result<()> {
+    let lines = match (row_lines.first(), row_lines.last()) {
+        (Some(&first), Some(&last)) => first..=last,
+        _ => return Ok(()),
+    };
+    row_lines.clear();
+    let batch = match decoder.flush() {
+        Ok(Some(batch)) => batch,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(locate_json_error(file, schema, read_schema, lines, e).await),
+    };
+    match exact_integers(batch, schema) {
+        Ok(batch) => send(tx, batch).await,
+        Err(e) => Err(locate_json_error(file, schema, read_schema, lines, e).await),
+    }
+}
+
+/// The columns of `batch` (decoded with [`json_read_schema`]) as `schema`'s: integers
+/// parsed from their text, exactly. A whole number written as a float (`12.0`, `1e3`) is
+/// taken; one with a fraction, or out of the type's range, is an error.
+fn exact_integers(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::array::{Array, AsArray, Int64Array};
+    use arrow::error::ArrowError;
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if !field.data_type().is_integer() {
+                return Ok(Arc::clone(column));
+            }
+            let text = column.as_string::<i32>();
+            let mut values = Vec::with_capacity(text.len());
+            for value in text.iter() {
+                values.push(match value {
+                    None => None,
+                    Some(v) => Some(parse_exact_integer(v).ok_or_else(|| {
+                        ArrowError::ParseError(format!(
+                            "{:?} is not a whole number, as column {:?} ({}) needs",
+                            v,
+                            field.name(),
+                            field.data_type()
+                        ))
+                    })?),
+                });
+            }
+            let parsed: arrow::array::ArrayRef = Arc::new(Int64Array::from(values));
+            let options = arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            arrow::compute::cast_with_options(&parsed, field.data_type(), &options)
+                .map_err(|e| ArrowError::ParseError(format!("column {:?}: {e}", field.name())))
+        })
+        .collect::<std::result::Result<Vec<_>, ArrowError>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
+/// `text` as an `i64` if it is a whole number: an integer literal, or a float literal
+/// without a fraction within the range where floats are exact (below 2^53).
+fn parse_exact_integer(text: &str) -> Option<i64> {
+    if let Ok(v) = text.parse::<i64>() {
+        return Some(v);
+    }
+    let v = text.parse::<f64>().ok()?;
+    const EXACT: f64 = (1u64 << 53) as f64;
+    (v.is_finite() && v.fract() == 0.0 && v.abs() <= EXACT).then_some(v as i64)
+}
+
+/// The first line among `lines` that does not decode on its own, with its error; the file
+/// is read again (an error path only). Falls back to `error` over the range if every
+/// line decodes alone.
+async fn locate_json_error(
+    file: &InputFile,
+    schema: &SchemaRef,
+    read_schema: &SchemaRef,
+    lines: std::ops::RangeInclusive<u64>,
+    error: arrow::error::ArrowError,
+) -> Error {
+    let found: Result<Option<(u64, arrow::error::ArrowError)>> = async {
+        let mut body = file_chunks(file)?;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut line = 0u64;
+        loop {
+            let chunk = body.try_next().await?;
+            let done = chunk.is_none();
+            if let Some(chunk) = &chunk {
+                pending.extend_from_slice(chunk);
+            } else if !pending.is_empty() && pending.last() != Some(&b'\n') {
+                pending.push(b'\n');
+            }
+            let mut start = 0;
+            while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+                line += 1;
+                if lines.contains(&line) {
+                    let text = &pending[start..=start + end];
+                    let mut decoder = json_decoder(read_schema, 1024)?;
+                    let outcome = decoder
+                        .decode(text)
+                        .and_then(|_| decoder.flush())
+                        .and_then(|batch| batch.map(|b| exact_integers(b, schema)).transpose());
+                    if let Err(e) = outcome {
+                        return Ok(Some((line, e)));
+                    }
+                }
+                start += end + 1;
+            }
+            pending.drain(..start);
+            if done || line >= *lines.end() {
+                return Ok(None);
+            }
+        }
+    }
+    .await;
+    match found {
+        Ok(Some((line, e))) => Error::BadRow {
+            path: file.location.clone(),
+            line,
+            reason: e.to_string(),
+        },
+        Ok(None) => Error::BadRow {
+            path: file.location.clone(),
+            line: *lines.start(),
+            reason: format!("in lines {} to {}: {error}", lines.start(), lines.end()),
+        },
+        Err(e) => e,
+    }
 }
 
 /// Feed a CSV file to a decoder chunk by chunk, flushing full batches.
@@ -674,6 +955,8 @@ fn check_columns(expected: &Schema, found: &Schema, path: &str) -> Result<()> {
     for field in expected.fields() {
         match found.field_with_name(field.name()) {
             Ok(f) if f.data_type() == field.data_type() => {}
+            // Nulls only: read as nulls of the expected type (see `conform`).
+            Ok(f) if f.data_type() == &DataType::Null => {}
             other => {
                 return Err(Error::SchemaMismatch {
                     column: field.name().clone(),
@@ -700,7 +983,14 @@ fn conform(batch: RecordBatch, schema: &SchemaRef, path: &str) -> Result<RecordB
         .map(|f| {
             batch
                 .column_by_name(f.name())
-                .cloned()
+                .map(|c| match c.data_type() {
+                    // A column of nothing but nulls (pyarrow's type for an all-None pandas
+                    // column) is read as the schema's type, nulls of which it holds.
+                    DataType::Null if f.data_type() != &DataType::Null => {
+                        arrow::array::new_null_array(f.data_type(), c.len())
+                    }
+                    _ => Arc::clone(c),
+                })
                 .ok_or_else(|| Error::SchemaMismatch {
                     column: f.name().clone(),
                     first: "the dataset schema".to_string(),

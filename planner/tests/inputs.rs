@@ -219,3 +219,275 @@ async fn jsonl_and_parquet_by_row_groups() {
     }
     assert_eq!(total, 1000);
 }
+
+/// `bytes` gzip-compressed, as `gzip` writes them.
+async fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncWriteExt;
+    let mut encoder = async_compression::tokio::write::GzipEncoder::new(Vec::new());
+    encoder.write_all(bytes).await.unwrap();
+    encoder.shutdown().await.unwrap();
+    encoder.into_inner()
+}
+
+async fn read_all(
+    path: &str,
+) -> terrace_planner::Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
+    let files = list_inputs(&[path.to_string()], None).await?;
+    let schema = infer_schema(&files, 1).await?;
+    read_all_with(path, schema).await
+}
+
+/// Every row of the file at `path`, read with `schema`, in one batch.
+async fn read_all_with(
+    path: &str,
+    schema: arrow::datatypes::SchemaRef,
+) -> terrace_planner::Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
+    let files = list_inputs(&[path.to_string()], None).await?;
+    let mut batches = Vec::new();
+    for split in split_inputs(&files, 1 << 30).await? {
+        let read: Vec<RecordBatch> = read_split(split, schema.clone()).try_collect().await?;
+        batches.extend(read);
+    }
+    let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
+    Ok((schema, all))
+}
+
+/// `.csv.gz` and `.jsonl.gz` inputs are decompressed while read: the same schema and rows
+/// as the plain files, across gzip members (`cat a.gz b.gz`). A `.gz` that is not gzip,
+/// one cut short, and a gzipped Parquet file are refused, naming the file.
+#[tokio::test]
+async fn gzipped_text_inputs_read_as_the_plain_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv: String = std::iter::once("origin,n,delay\n".to_string())
+        .chain(
+            (0..200_000)
+                .map(|i| format!("{},{i},{}\n", ["JFK", "LGA", "EWR"][i % 3], i as f64 / 4.0)),
+        )
+        .collect();
+    let jsonl: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "{{\"origin\": \"{}\", \"n\": {i}}}\n",
+                ["JFK", "LGA"][i % 2]
+            )
+        })
+        .collect();
+    for (name, text) in [("f.csv", &csv), ("f.jsonl", &jsonl)] {
+        let plain = write(dir.path(), name, text);
+        let (head, tail) = text.as_bytes().split_at(text.len() / 2);
+        let members = [gzip(head).await, gzip(tail).await].concat();
+        let packed = dir.path().join(format!("{name}.GZ"));
+        std::fs::write(&packed, &members).unwrap();
+        let packed = packed.to_string_lossy().into_owned();
+
+        let (plain_schema, plain_rows) = read_all(&plain).await.unwrap();
+        let (schema, packed_rows) = read_all(&packed).await.unwrap();
+        assert_eq!(schema, plain_schema, "{name}");
+        assert_eq!(packed_rows, plain_rows, "{name}");
+        assert!(packed_rows.num_rows() >= 20_000, "{name}");
+
+        // Cut short: the schema comes from the head, the read fails at the cut.
+        let cut = dir.path().join(format!("cut-{name}.gz"));
+        std::fs::write(&cut, &members[..members.len() / 4]).unwrap();
+        let cut = cut.to_string_lossy().into_owned();
+        let files = list_inputs(std::slice::from_ref(&cut), None).await.unwrap();
+        let splits = split_inputs(&files, 1 << 30).await.unwrap();
+        let err = rows(splits[0].clone(), plain_schema).await.unwrap_err();
+        match &err {
+            Error::Input { path, reason } => {
+                assert_eq!(path.as_str(), cut.as_str());
+                assert!(reason.contains("gzip"), "{err}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    let fake = write(dir.path(), "fake.csv.gz", "origin,n\nJFK,1\n");
+    let files = list_inputs(std::slice::from_ref(&fake), None)
+        .await
+        .unwrap();
+    let err = infer_schema(&files, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Input { path, reason } if path == &fake && reason.contains("not a readable gzip file")),
+        "{err}"
+    );
+
+    let parquet = write(dir.path(), "p.parquet.gz", "whatever");
+    let files = list_inputs(std::slice::from_ref(&parquet), None)
+        .await
+        .unwrap();
+    assert_eq!(files[0].format, InputFormat::Parquet);
+    let err = infer_schema(&files, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Input { path, reason } if path == &parquet && reason.contains("gzip-compressed Parquet")),
+        "{err}"
+    );
+}
+
+/// A CSV column empty in every row inference reads (the first 4 MiB) is text, and its
+/// later values are read; a Parquet column of Arrow's null type is read as null text.
+#[tokio::test]
+async fn columns_inference_saw_only_nulls_in_are_text_and_keep_later_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("origin,n,reason\n");
+    for i in 0..600_000 {
+        csv.push_str(&format!("JFK,{i},\n"));
+    }
+    assert!(csv.len() > 5 << 20, "past what inference reads");
+    for i in 0..3 {
+        csv.push_str(&format!("LGA,{i},weather {i}\n"));
+    }
+    let path = write(dir.path(), "sparse.csv", &csv);
+    let (schema, rows) = read_all(&path).await.unwrap();
+    assert_eq!(schema.field(2).data_type(), &DataType::Utf8);
+    let reason = rows
+        .column(2)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let values: Vec<&str> = reason.iter().flatten().collect();
+    assert_eq!(values, ["weather 0", "weather 1", "weather 2"]);
+    assert_eq!(rows.num_rows(), 600_003);
+
+    let nulls = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int64, false),
+        Field::new("none", DataType::Null, true),
+    ]));
+    let path = dir.path().join("nulls.parquet");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        nulls.clone(),
+        None,
+    )
+    .unwrap();
+    writer
+        .write(
+            &RecordBatch::try_new(
+                nulls,
+                vec![
+                    Arc::new(Int64Array::from(vec![1, 2])),
+                    Arc::new(arrow::array::NullArray::new(2)),
+                ],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    writer.close().unwrap();
+    let (schema, rows) = read_all(&path.to_string_lossy()).await.unwrap();
+    assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
+    assert_eq!(rows.column(1).null_count(), 2);
+}
+
+/// With a given schema, a CSV header naming other columns (or the same in another order)
+/// is refused, naming the file and both names, instead of read by position.
+#[tokio::test]
+async fn csv_header_must_name_the_schemas_columns_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "swapped.csv", "n,origin\n1,JFK\n");
+    let files = list_inputs(std::slice::from_ref(&path), None)
+        .await
+        .unwrap();
+    let splits = split_inputs(&files, 1 << 20).await.unwrap();
+    let err = rows(splits[0].clone(), files_schema()).await.unwrap_err();
+    match &err {
+        Error::Input { path: p, reason } => {
+            assert_eq!(p, &path);
+            assert!(
+                reason.contains("\"origin\"") && reason.contains("\"n\""),
+                "{err}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    let path = write(dir.path(), "same.csv", "origin,n\nJFK,1\n");
+    let files = list_inputs(&[path], None).await.unwrap();
+    let splits = split_inputs(&files, 1 << 20).await.unwrap();
+    assert_eq!(rows(splits[0].clone(), files_schema()).await.unwrap(), 1);
+}
+
+/// A JSON key the schema lacks is an error with its line, not dropped.
+#[tokio::test]
+async fn json_keys_outside_the_schema_are_refused_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "late.jsonl",
+        "{\"origin\": \"JFK\", \"n\": 1}\n{\"origin\": \"LGA\", \"n\": 2, \"extra\": true}\n",
+    );
+    let files = list_inputs(&[path], None).await.unwrap();
+    let splits = split_inputs(&files, 1 << 20).await.unwrap();
+    let err = rows(splits[0].clone(), files_schema()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::BadRow { line: 2, reason, .. } if reason.contains("extra")),
+        "{err}"
+    );
+}
+
+/// JSON numbers go into integer columns exactly: whole numbers written as floats are
+/// taken, a fraction is an error naming its line (not the last line of its batch), where
+/// arrow-json alone would store 12.75 as 12.
+#[tokio::test]
+async fn json_integers_are_exact_and_errors_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "whole.jsonl",
+        "{\"origin\": \"JFK\", \"n\": 12.0}\n{\"origin\": \"LGA\", \"n\": 1e3}\n{\"n\": -7}\n{\"n\": null}\n",
+    );
+    let (_, batch) = read_all_with(&path, files_schema()).await.unwrap();
+    let n: Vec<Option<i64>> = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(n, [Some(12), Some(1000), Some(-7), None]);
+
+    // 70,000 lines make two batches; the bad value is in the middle of the second.
+    let mut text = String::new();
+    for i in 1..=70_000 {
+        let n = if i == 66_000 {
+            "12.75".to_string()
+        } else {
+            i.to_string()
+        };
+        text.push_str(&format!("{{\"origin\": \"JFK\", \"n\": {n}}}\n"));
+    }
+    let path = write(dir.path(), "fraction.jsonl", &text);
+    let err = read_all_with(&path, files_schema()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::BadRow { line: 66_000, reason, .. } if reason.contains("12.75")),
+        "{err}"
+    );
+    // A type error arrow-json finds when the batch is flushed names its line too.
+    let text = text.replace("12.75", "66000").replace(
+        "{\"origin\": \"JFK\", \"n\": 3}",
+        "{\"origin\": [1], \"n\": 3}",
+    );
+    let path = write(dir.path(), "list.jsonl", &text);
+    let err = read_all_with(&path, files_schema()).await.unwrap_err();
+    assert!(matches!(&err, Error::BadRow { line: 3, .. }), "{err}");
+}
+
+/// A file two inputs name (a glob and a path, or the same path twice) is refused: it
+/// would be ingested twice.
+#[tokio::test]
+async fn a_file_named_by_two_inputs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.csv", "origin,n\nJFK,1\n");
+    write(dir.path(), "b.csv", "origin,n\nLGA,2\n");
+    let glob = format!("{}/*.csv", dir.path().display());
+    for inputs in [vec![glob.clone(), a.clone()], vec![a.clone(), a.clone()]] {
+        let err = list_inputs(&inputs, None).await.unwrap_err();
+        match &err {
+            Error::Input { path, reason } => {
+                assert_eq!(path.as_str(), a.as_str());
+                assert!(reason.contains(&format!("{:?}", inputs[0])), "{err}");
+                assert!(reason.contains("once"), "{err}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(list_inputs(&[glob], None).await.unwrap().len(), 2);
+}
