@@ -244,6 +244,7 @@ mod tests {
                 min: ScalarValue::Int64(Some(min)),
                 max: ScalarValue::Int64(Some(max)),
                 null_count: Some(nulls),
+                nan_count: None,
             },
         )])
     }
