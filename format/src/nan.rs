@@ -60,6 +60,29 @@ pub fn nan_free(data_type: &DataType, stats: Option<&ColumnStats>) -> bool {
     !may_hold_nan(data_type) || stats.is_some_and(|s| s.nan_count == Some(0))
 }
 
+/// Names of the columns of `schema` among `columns` that `file` may hold NaN in (see
+/// [`nan_free`]); partition columns are exact values, never in question.
+pub(crate) fn nan_columns<'a>(
+    schema: &Schema,
+    partition_on: &[String],
+    file: &DataFile,
+    columns: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let mut out: Vec<String> = columns
+        .into_iter()
+        .filter(|c| !partition_on.iter().any(|p| p.as_str() == *c))
+        .filter(|c| {
+            schema
+                .field_with_name(c)
+                .is_ok_and(|f| !nan_free(f.data_type(), file.column_stats.get(*c)))
+        })
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// NaN values (nulls aside) of a flat floating-point array; 0 for other types.
 pub(crate) fn count_nans(array: &dyn Array) -> u64 {
     fn count<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, is_nan: fn(T::Native) -> bool) -> u64 {
