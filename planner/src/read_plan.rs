@@ -578,6 +578,13 @@ fn sample_groups(
         }
     }
     known.retain(|v| !v.is_null() && v.data_type() == *field.data_type());
+    // A bound becomes SQL text in the tasks' predicates, and an infinity (or NaN) has no
+    // literal that parses back; the ranges cover every value whatever their bounds.
+    known.retain(|v| match v {
+        ScalarValue::Float32(Some(f)) => f.is_finite(),
+        ScalarValue::Float64(Some(f)) => f.is_finite(),
+        _ => true,
+    });
     known.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     known.dedup();
     let wanted = rs.sample_partitions.max(1);
