@@ -13,7 +13,9 @@
 //!
 //! What it keeps and what it gives up:
 //! - Page indexes and statistics are carried over per column chunk (the offsets are
-//!   moved to the new file), so readers prune pages and row groups as before.
+//!   moved to the new file), so readers prune pages and row groups as before. NaN
+//!   counts, which the footer does not hold, come from the pieces' statistics, row group
+//!   by row group; a piece without them makes its row groups' counts unknown.
 //! - A file has one row group per piece row group: as many as map tasks wrote into the
 //!   group. Callers that would make row groups too small re-encode instead (the ingest
 //!   does below [`MIN_CONCAT_ROWS_PER_ROW_GROUP`] rows per row group).
@@ -52,6 +54,7 @@ use parquet::schema::types::SchemaDescriptor;
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, partition_path};
+use crate::nan::{RowGroupNans, row_group_nans};
 use crate::schema::file_schema;
 use crate::stats::file_column_stats;
 use crate::upload::{PartSink, Upload};
@@ -194,6 +197,8 @@ struct OutFile {
     writer: SerializedFileWriter<PartSink>,
     /// The index values of the pieces copied in so far, per indexed column.
     index_values: BTreeMap<String, Vec<ArrayRef>>,
+    /// NaN counts of the row groups copied in so far, from the pieces' statistics.
+    nans: Vec<RowGroupNans>,
 }
 
 /// The outcome of appending one piece.
@@ -233,6 +238,8 @@ impl Context {
         }
         copy_row_groups(&mut file.writer, &metadata, &bytes)
             .map_err(|e| Error::parquet(&file.rel_path, e))?;
+        file.nans
+            .extend(row_group_nans(&piece, metadata.row_groups().len()));
         for (column, values) in self.index_values_of(&bytes, &metadata, path)? {
             file.index_values.entry(column).or_default().push(values);
         }
@@ -344,6 +351,7 @@ impl Context {
                 schema,
                 writer,
                 index_values: BTreeMap::new(),
+                nans: Vec::new(),
             },
             upload,
         ))
@@ -355,7 +363,7 @@ impl Context {
         let metadata = file.writer.finish().map_err(|e| Error::parquet(&path, e))?;
         let sink = file.writer.inner_mut();
         sink.finish().map_err(|e| Error::parquet(&path, e.into()))?;
-        let stats = file_column_stats(&metadata, &self.file_schema, &path)?;
+        let stats = file_column_stats(&metadata, &self.file_schema, &path, &file.nans)?;
         let index_values = file
             .index_values
             .into_iter()
@@ -533,6 +541,53 @@ mod tests {
             combined.extend(files);
         }
         check_files(store.as_ref(), &root, &combined, &all).await;
+    }
+
+    /// NaN counts, which the footer does not hold, come from the pieces, row group by row
+    /// group: a float column's bounds stay only in the row groups without NaN.
+    #[tokio::test]
+    async fn combined_files_keep_the_nan_counts_of_their_row_groups() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut all = rows(0, 9_000);
+        // NaN in the first map task's rows only (it writes ids below 3,000).
+        for r in all.iter_mut().filter(|r| r.id < 3_000 && r.id % 50 == 3) {
+            r.v = Some(f64::NAN);
+        }
+        let mut seen = (0, 0);
+        for (_, group) in pieces(&store, &all).await {
+            let mut files = combine(&store, &WriterOptions::default(), group)
+                .await
+                .unwrap();
+            let file = files.remove(0);
+            let location = object_path(&Path::from("ds"), &file.path).unwrap();
+            let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
+            let mut total = 0;
+            for (i, stats) in file.row_groups.iter().enumerate() {
+                let nans: u64 = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                    .unwrap()
+                    .with_row_groups(vec![i])
+                    .build()
+                    .unwrap()
+                    .map(|b| crate::nan::count_nans(b.unwrap().column_by_name("v").unwrap()))
+                    .sum();
+                let v = &stats.column_stats["v"];
+                assert_eq!(v.nan_count, Some(nans), "{} row group {i}", file.path);
+                assert_eq!(v.max.is_null(), nans > 0, "{} row group {i}", file.path);
+                seen.0 += usize::from(nans > 0);
+                seen.1 += usize::from(nans == 0);
+                total += nans;
+            }
+            assert_eq!(file.column_stats["v"].nan_count, Some(total));
+            // Other columns hold no NaN and keep their bounds.
+            assert_eq!(file.column_stats["id"].nan_count, None);
+            assert!(!file.column_stats["id"].max.is_null());
+        }
+        assert!(
+            seen.0 > 0 && seen.1 > 0,
+            "row groups with and without NaN: {seen:?}"
+        );
     }
 
     /// A combined file's index values are the distinct values of its rows, in order: the

@@ -36,11 +36,14 @@ pub struct DataFile {
     pub index_values: BTreeMap<String, ArrayRef>,
 }
 
-/// Min, max and null count of one column in one data file.
+/// Min, max, null count and (for floating-point columns) NaN count of one column in one
+/// data file.
 ///
 /// `min` and `max` are bounds: every non-null value `v` of the column satisfies
-/// `min <= v <= max` (they may be looser than the true extremes, e.g. truncated strings).
-/// A null `ScalarValue` means the bound is unknown.
+/// `min <= v <= max` in Arrow's total order (they may be looser than the true extremes,
+/// e.g. truncated strings). A null `ScalarValue` means the bound is unknown. Parquet's
+/// bounds leave NaN out, so a float column's bounds hold only where `nan_count` is
+/// `Some(0)`; files holding NaN record unknown bounds (see `nan.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnStats {
     /// Lower bound of the non-null values, typed as the column.
@@ -49,6 +52,9 @@ pub struct ColumnStats {
     pub max: ScalarValue,
     /// Number of nulls, when known.
     pub null_count: Option<u64>,
+    /// Number of NaN values of a floating-point column, when known: `None` for other
+    /// types, and for files written before terrace counted them.
+    pub nan_count: Option<u64>,
 }
 
 /// What the manifest knows about one row group of a data file.

@@ -41,6 +41,7 @@ mod index;
 mod layout;
 mod location;
 mod manifest;
+mod nan;
 mod reader;
 mod schema;
 mod stats;
@@ -63,6 +64,7 @@ pub use manifest::{
     CommitInfo, FORMAT_VERSION, FileList, IndexFile, Operation, SegmentSummary, Snapshot,
     decode_file_report, encode_file_report, is_stats_type,
 };
+pub use nan::{may_hold_nan, nan_free};
 pub use reader::{RowGroupSelection, ScanRequest, read_data_files};
 pub use schema::{SchemaEvolution, conform_batch, file_schema, reconcile};
 pub use writer::{DataFileWriter, WriterOptions, scratch_properties};

@@ -9,8 +9,14 @@
 //! the rest are pruned again from the files' statistics and page index. A `FilterExec`
 //! on top makes the result exact whatever the pushdown could prove. Batches stream:
 //! nothing holds a whole file.
+//!
+//! Parquet's float bounds leave NaN out, so a file that may hold NaN in a float column
+//! the predicate reads (its [`ColumnStats::nan_count`](crate::ColumnStats) is not 0, or
+//! unknown) is scanned with a pruning predicate of only the conjuncts that do not read
+//! such a column: files are grouped by those columns, one Parquet scan per group under
+//! a union, and the `FilterExec` applies the whole predicate to every row.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
@@ -23,10 +29,12 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::col;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -37,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::nan::nan_columns;
 use crate::schema::file_schema;
 use crate::writer::object_path;
 
@@ -196,39 +205,69 @@ pub async fn read_data_files(
     needed.sort_unstable();
     needed.dedup();
 
-    let mut source = ParquetSource::new(table)
-        .with_pushdown_filters(true)
-        .with_reorder_filters(true)
-        .with_enable_page_index(true);
-    if let Some(predicate) = &scan_predicate {
-        source = source.with_predicate(Arc::clone(predicate));
-    }
-    let files = request
-        .files
-        .iter()
-        .map(|file| {
-            let location = object_path(&root, &file.path)?;
-            let scanned = PartitionedFile::new_from_meta(ObjectMeta {
-                location,
-                last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-                size: file.size_bytes,
-                e_tag: None,
-                version: None,
-            })
-            .with_partition_values(file.partition_values.clone());
-            Ok(match request.row_groups.get(&file.path) {
-                Some(selection) => scanned.with_extension(selection.access_plan(&file.path)?),
-                None => scanned,
-            })
+    // Files by the predicate's float columns they may hold NaN in: each set is scanned
+    // with a pruning predicate that leaves those columns out (see `nan.rs`).
+    let predicate_columns: Vec<String> = request
+        .predicate
+        .as_ref()
+        .map(|p| p.column_refs().iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let mut by_nan_columns: BTreeMap<Vec<String>, Vec<PartitionedFile>> = BTreeMap::new();
+    for file in &request.files {
+        let location = object_path(&root, &file.path)?;
+        let scanned = PartitionedFile::new_from_meta(ObjectMeta {
+            location,
+            last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            size: file.size_bytes,
+            e_tag: None,
+            version: None,
         })
-        .collect::<Result<Vec<_>>>()?;
-    let config = FileScanConfigBuilder::new(url, Arc::new(source))
-        .with_file_groups(file_groups(files, parallelism))
-        .with_batch_size(Some(batch_size))
-        .with_projection_indices(Some(needed))
-        .map_err(df("projecting the scan"))?
-        .build();
-    let mut plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        .with_partition_values(file.partition_values.clone());
+        let scanned = match request.row_groups.get(&file.path) {
+            Some(selection) => scanned.with_extension(selection.access_plan(&file.path)?),
+            None => scanned,
+        };
+        let nan = nan_columns(
+            &schema,
+            &layout.partition_on,
+            file,
+            predicate_columns.iter().map(String::as_str),
+        );
+        by_nan_columns.entry(nan).or_default().push(scanned);
+    }
+    if by_nan_columns.is_empty() {
+        by_nan_columns.insert(Vec::new(), Vec::new());
+    }
+    let mut scans: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(by_nan_columns.len());
+    for (nan, files) in by_nan_columns {
+        let pruning = if nan.is_empty() {
+            scan_predicate.clone()
+        } else {
+            request
+                .predicate
+                .as_ref()
+                .and_then(|p| without_columns(p, &nan))
+                .map(|p| ctx.create_physical_expr(p, &table_df))
+                .transpose()
+                .map_err(df("planning the predicate"))?
+        };
+        let mut source = ParquetSource::new(table.clone())
+            .with_pushdown_filters(true)
+            .with_reorder_filters(true)
+            .with_enable_page_index(true);
+        if let Some(predicate) = pruning {
+            source = source.with_predicate(predicate);
+        }
+        let config = FileScanConfigBuilder::new(url.clone(), Arc::new(source))
+            .with_file_groups(file_groups(files, parallelism))
+            .with_batch_size(Some(batch_size))
+            .with_projection_indices(Some(needed.clone()))
+            .map_err(df("projecting the scan"))?
+            .build();
+        scans.push(DataSourceExec::from_data_source(config));
+    }
+    let mut plan: Arc<dyn ExecutionPlan> =
+        UnionExec::try_new(scans).map_err(df("combining the scans"))?;
 
     if let Some(predicate) = request.predicate {
         // The scan's own filtering is best effort (pages, and rows only where pushdown
@@ -257,6 +296,22 @@ pub async fn read_data_files(
     Ok(stream
         .map_err(|e| Error::datafusion("reading data files", e))
         .boxed())
+}
+
+/// The conjuncts of `predicate` that read none of `columns` (`None`: no conjunct left).
+///
+/// A weaker predicate, so it prunes no row group or page the whole one would keep.
+fn without_columns(predicate: &Expr, columns: &[String]) -> Option<Expr> {
+    conjunction(
+        split_conjunction(predicate)
+            .into_iter()
+            .filter(|e| {
+                e.column_refs()
+                    .iter()
+                    .all(|c| !columns.iter().any(|n| n == &c.name))
+            })
+            .cloned(),
+    )
 }
 
 /// `schema` with its string and binary columns as view types. DataFusion's Parquet scan
@@ -460,6 +515,70 @@ mod tests {
             .collect();
         assert!(!expected.is_empty());
         assert_eq!(to_rows(&plain), expected);
+    }
+
+    /// Regression: DataFusion pruned row groups and pages with Parquet's bounds, which
+    /// leave NaN out, so `v > 1000` lost the rows where `v` is NaN.
+    #[tokio::test]
+    async fn nan_rows_survive_the_scans_pruning() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut rows = rows(0, 6_000);
+        for r in rows.iter_mut().filter(|r| r.id % 500 == 7) {
+            r.v = Some(if r.id % 1000 == 7 {
+                f64::NAN
+            } else {
+                -f64::NAN
+            });
+        }
+        let options = WriterOptions {
+            row_group_rows: 100,
+            ..WriterOptions::default()
+        };
+        let (files, _) =
+            write_rows(Arc::clone(&store), &Path::from("t"), &rows, 6_000, options).await;
+        let ids = |batches: &[RecordBatch]| -> Vec<i64> {
+            let mut ids: Vec<i64> = to_rows(batches).iter().map(|r| r.id).collect();
+            ids.sort_unstable();
+            ids
+        };
+        let want = |keep: fn(f64) -> bool| -> Vec<i64> {
+            rows.iter()
+                .filter(|r| r.v.is_some_and(keep))
+                .map(|r| r.id)
+                .collect()
+        };
+        let high = want(|v| v.total_cmp(&1000.0).is_gt());
+        let low = want(|v| v.total_cmp(&-1000.0).is_lt());
+        assert_eq!((high.len(), low.len()), (6, 6));
+        // As the writer recorded them, and as a manifest from before NaN counts.
+        let mut legacy = files.clone();
+        for f in &mut legacy {
+            f.column_stats.values_mut().for_each(|s| s.nan_count = None);
+        }
+        for files in [&files, &legacy] {
+            for (predicate, expected) in [
+                (col("v").gt(lit(1000.0)), &high),
+                (col("v").lt(lit(-1000.0)), &low),
+                (col("v").gt(lit(1000.0)).and(col("id").gt(lit(0i64))), &high),
+            ] {
+                let got = scan(
+                    Arc::clone(&store),
+                    files.clone(),
+                    Some(predicate.clone()),
+                    None,
+                )
+                .await;
+                assert_eq!(&ids(&got), expected, "{predicate}");
+            }
+        }
+        // Files saying they hold no NaN are pruned on v as before: shown by files that
+        // claim so wrongly, whose NaN rows the scan then skips.
+        let mut claim = files.clone();
+        for f in &mut claim {
+            f.column_stats.get_mut("v").unwrap().nan_count = Some(0);
+        }
+        let got = scan(store, claim, Some(col("v").gt(lit(1000.0))), None).await;
+        assert!(ids(&got).len() < high.len(), "{:?}", ids(&got));
     }
 
     #[tokio::test]

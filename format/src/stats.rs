@@ -6,13 +6,16 @@
 //! what readers of the file will see. Row-group values are reduced to one bound per file,
 //! and kept as they are per row group when the file has more than one.
 //! Bounds stay bounds: parquet-rs truncates long string minimums to a prefix and
-//! increments truncated maximums, so both still enclose every value.
+//! increments truncated maximums, so both still enclose every value. The footer knows
+//! nothing of NaN (its float bounds leave NaN out), so the caller passes the NaN counts
+//! it took from the rows, and a float column holding NaN, or whose count is unknown, gets
+//! unknown bounds (see `nan.rs`).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, ArrayRef, UInt64Array};
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Schema};
 use datafusion::common::ScalarValue;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::file::metadata::ParquetMetaData;
@@ -20,6 +23,7 @@ use parquet::file::metadata::ParquetMetaData;
 use crate::datafile::{ColumnStats, RowGroupStats};
 use crate::error::{Error, Result};
 use crate::manifest::is_stats_type;
+use crate::nan::RowGroupNans;
 
 /// Statistics of one written file: per column, and per row group when it has several.
 pub(crate) struct FileStats {
@@ -30,7 +34,8 @@ pub(crate) struct FileStats {
 }
 
 /// Min / max / null count per column of `file_schema`, for the file and (when it has
-/// more than one) for each row group.
+/// more than one) for each row group, and the NaN count of float columns from `nans`
+/// (one entry per row group of the file; any other length counts as unknown).
 ///
 /// Only types the manifest keeps bounds for ([`is_stats_type`]) get bounds; other
 /// columns get their null count with unknown bounds. Nested columns are skipped.
@@ -38,6 +43,7 @@ pub(crate) fn file_column_stats(
     metadata: &ParquetMetaData,
     file_schema: &Schema,
     path: &str,
+    nans: &[RowGroupNans],
 ) -> Result<FileStats> {
     let parquet_schema = metadata.file_metadata().schema_descr();
     let row_groups = metadata.row_groups();
@@ -59,11 +65,27 @@ pub(crate) fn file_column_stats(
     } else {
         Vec::new()
     };
+    let nans_known = nans.len() == row_groups.len();
     let mut out = BTreeMap::new();
     for field in file_schema.fields() {
         if field.data_type().is_nested() {
             continue;
         }
+        let float = matches!(
+            field.data_type(),
+            DataType::Float16 | DataType::Float32 | DataType::Float64
+        );
+        let group_nans: Vec<Option<u64>> = (0..row_groups.len())
+            .map(|i| {
+                let known = nans_known.then(|| nans[i].get(field.name()).copied());
+                float.then_some(known.flatten()).flatten()
+            })
+            .collect();
+        let nan_count = if float {
+            group_nans.iter().copied().sum::<Option<u64>>()
+        } else {
+            None
+        };
         let converter = StatisticsConverter::try_new(field.name(), file_schema, parquet_schema)
             .map_err(|e| Error::parquet(path, e))?
             // parquet-rs omits a zero null count only in some writers; a missing one must
@@ -94,16 +116,21 @@ pub(crate) fn file_column_stats(
                     .map_err(|e| Error::datafusion(format!("reading statistics of {path}"), e)),
                 None => Ok(unknown.clone()),
             };
+            // Parquet's float bounds leave NaN out: only a NaN-free group keeps them.
+            let trusted = !float || group_nans[i] == Some(0);
+            let bounds = bounds.as_ref().filter(|_| trusted);
             group.column_stats.insert(
                 field.name().clone(),
                 ColumnStats {
-                    min: bound(bounds.as_ref().map(|b| &b.0))?,
-                    max: bound(bounds.as_ref().map(|b| &b.1))?,
+                    min: bound(bounds.map(|b| &b.0))?,
+                    max: bound(bounds.map(|b| &b.1))?,
                     null_count: null_counts.is_valid(i).then(|| null_counts.value(i)),
+                    nan_count: group_nans[i],
                 },
             );
         }
-        let (min, max) = if let Some((mins, maxes)) = &bounds {
+        let trusted = !float || nan_count == Some(0);
+        let (min, max) = if let Some((mins, maxes)) = bounds.as_ref().filter(|_| trusted) {
             (
                 reduce(mins, &null_counts, &rows_per_group, Ordering::Less, path)?
                     .unwrap_or_else(|| unknown.clone()),
@@ -125,6 +152,7 @@ pub(crate) fn file_column_stats(
                 min,
                 max,
                 null_count,
+                nan_count,
             },
         );
     }

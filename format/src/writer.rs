@@ -34,6 +34,9 @@
 //!   rows are taken into compact arrays of their own, which wait for the row group (with
 //!   [`WriterOptions::sort_by`], sorted when it is encoded). A slice of the batch would
 //!   keep the whole batch alive for as long as any group waits.
+//! - **NaN counted from the rows.** Parquet's statistics leave NaN out of a float
+//!   column's bounds, so the writer counts NaN per row group as it encodes (`nan.rs`);
+//!   a file or row group holding NaN gets unknown bounds for that column.
 
 use std::collections::BTreeMap;
 use std::mem;
@@ -57,6 +60,7 @@ use std::collections::HashMap as StdHashMap;
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, bucket_ids, data_file_name, partition_path};
+use crate::nan::NanTracker;
 use crate::schema::column_list;
 use crate::stats::file_column_stats;
 use crate::upload::{PartSink, Upload};
@@ -209,6 +213,8 @@ struct OpenFile {
     rows: u64,
     /// Canonical bytes of the distinct values of each indexed column.
     index: Vec<HashSet<Box<[u8]>>>,
+    /// NaN per float column and row group, which Parquet's statistics leave out.
+    nans: NanTracker,
 }
 
 impl DataFileWriter {
@@ -842,6 +848,7 @@ fn open_file(
         pending_bytes: 0,
         rows: 0,
         index: plan.index.iter().map(|_| HashSet::default()).collect(),
+        nans: NanTracker::new(&plan.file_schema, props),
     };
     Ok((file, upload))
 }
@@ -915,12 +922,14 @@ impl OpenFile {
                 }
             }
             self.rows += chunk.num_rows() as u64;
-            self.writer
-                .write(chunk)
+            self.nans
+                .write(&mut self.writer, chunk)
                 .map_err(|e| Error::parquet(path, e))?;
         }
         // Closing the row group drops its column writers (and their zstd contexts).
-        self.writer.flush().map_err(|e| Error::parquet(path, e))
+        self.nans
+            .flush(&mut self.writer)
+            .map_err(|e| Error::parquet(path, e))
     }
 
     /// Encode pending rows as a row group and send what is encoded.
@@ -938,11 +947,15 @@ impl OpenFile {
     fn close(mut self, plan: &Plan) -> Result<DataFile> {
         self.encode_pending(plan)?;
         let path = self.rel_path.clone();
+        self.nans
+            .flush(&mut self.writer)
+            .map_err(|e| Error::parquet(&path, e))?;
         let metadata = self.writer.finish().map_err(|e| Error::parquet(&path, e))?;
         let sink = self.writer.inner_mut();
         sink.finish().map_err(|e| Error::parquet(&path, e.into()))?;
         let size_bytes = sink.written;
-        let stats = file_column_stats(&metadata, &plan.file_schema, &path)?;
+        let nans = self.nans.finish(metadata.row_groups().len());
+        let stats = file_column_stats(&metadata, &plan.file_schema, &path, &nans)?;
         let mut index_values = BTreeMap::new();
         for ((name, _, converter), distinct) in plan.index.iter().zip(self.index) {
             let mut sorted: Vec<Box<[u8]>> = distinct.into_iter().collect();
@@ -1176,6 +1189,13 @@ pub(crate) mod tests {
         for (name, stats) in &file.column_stats {
             let column = all.column(all.schema().index_of(name).unwrap());
             assert_eq!(stats.null_count, Some(column.null_count() as u64), "{name}");
+            let float = column.data_type().is_floating();
+            let nans = crate::nan::count_nans(column.as_ref());
+            assert_eq!(stats.nan_count, float.then_some(nans), "{name}");
+            if nans > 0 {
+                assert!(stats.min.is_null() && stats.max.is_null(), "{name}: NaN");
+                continue;
+            }
             for i in 0..column.len() {
                 if column.is_null(i) {
                     continue;

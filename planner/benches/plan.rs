@@ -265,6 +265,7 @@ fn data_file(dir: &str, value: &ScalarValue, p: u32, j: u32, bucket_offset: u32)
         min: ScalarValue::Int64(Some(min)),
         max: ScalarValue::Int64(Some(max)),
         null_count: Some(0),
+        nan_count: None,
     };
     let mut column_stats = BTreeMap::new();
     column_stats.insert("key".to_string(), int(key_min, key_min + KEYS_PER_FILE - 1));
@@ -275,6 +276,7 @@ fn data_file(dir: &str, value: &ScalarValue, p: u32, j: u32, bucket_offset: u32)
             min: ScalarValue::Float64(Some(global as f64)),
             max: ScalarValue::Float64(Some(global as f64 + 1.0)),
             null_count: Some(u64::from(j % 3)),
+            nan_count: Some(0),
         },
     );
     DataFile {

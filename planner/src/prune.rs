@@ -12,7 +12,9 @@
 //!    values. A file the index files do not mention at all is kept (it may predate the
 //!    index), so the step is safe whatever the index covers;
 //! 5. **statistics**: per-file min / max / null count of data columns (and partition
-//!    values again) through [`PruningPredicate`];
+//!    values again) through [`PruningPredicate`]. A float column's bounds count only for
+//!    files whose NaN count is known to be 0: Parquet's bounds leave NaN out, and NaN
+//!    matches `x > 5` or `x <> 1` (terrace-format's `nan.rs`);
 //! 6. **row groups**: per-row-group statistics of the files left, where the manifest has
 //!    them, give each file a [`RowGroupHint`]; a file none of whose row groups can match
 //!    is dropped (see [`crate::row_groups`]).
@@ -32,7 +34,9 @@ use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicate
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use terrace_format::{DataFile, Dataset, FileList, Layout, SegmentSummary, bucket_for_scalar};
+use terrace_format::{
+    DataFile, Dataset, FileList, Layout, SegmentSummary, bucket_for_scalar, may_hold_nan,
+};
 
 use crate::error::{Error, Result};
 use crate::predicate::Predicate;
@@ -593,23 +597,35 @@ impl<'a> FileListStatistics<'a> {
         }
         self.typed(column, self.list.partition_values(column))
     }
+
+    /// Bounds of a data column, typed; for a float column, null (unknown) for files
+    /// whose NaN count is not known to be 0, since Parquet's bounds leave NaN out.
+    fn data_bound(&self, column: &str, bounds: Option<ArrayRef>) -> Option<ArrayRef> {
+        if !self.data_columns {
+            return None;
+        }
+        let bounds = self.typed(column, bounds)?;
+        let field = self.schema.field_with_name(column).ok()?;
+        if !may_hold_nan(field.data_type()) {
+            return Some(bounds);
+        }
+        // Segments written before NaN counts existed have none: all unknown.
+        let counts = self.list.nan_counts(column)?;
+        let counts = counts.as_any().downcast_ref::<UInt64Array>()?;
+        let untrusted: BooleanArray = counts.iter().map(|c| Some(c != Some(0))).collect();
+        arrow::compute::nullif(&bounds, &untrusted).ok()
+    }
 }
 
 impl PruningStatistics for FileListStatistics<'_> {
     fn min_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.partition(&column.name).or_else(|| {
-            self.data_columns
-                .then(|| self.typed(&column.name, self.list.min_values(&column.name)))
-                .flatten()
-        })
+        self.partition(&column.name)
+            .or_else(|| self.data_bound(&column.name, self.list.min_values(&column.name)))
     }
 
     fn max_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.partition(&column.name).or_else(|| {
-            self.data_columns
-                .then(|| self.typed(&column.name, self.list.max_values(&column.name)))
-                .flatten()
-        })
+        self.partition(&column.name)
+            .or_else(|| self.data_bound(&column.name, self.list.max_values(&column.name)))
     }
 
     fn num_containers(&self) -> usize {

@@ -22,6 +22,10 @@
 //! canonical text), which a worker turns back into [`DataFile`]s with
 //! [`ReadTask::data_files`].
 //!
+//! NaN: a task file lists the float columns of its predicate that the manifest says hold
+//! no NaN in it ([`TaskFile::nan_free`]); the reader prunes on Parquet's float bounds,
+//! which leave NaN out, only for those.
+//!
 //! Row groups: a file the manifest has row-group statistics for carries a
 //! [`RowGroupHint`] (chosen by pruning with the task's own predicate, so a region x
 //! sample task names only the row groups of its share); [`ReadTask::scan_request`]
@@ -35,7 +39,8 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, col, lit};
 use serde::{Deserialize, Serialize};
 use terrace_format::{
-    DataFile, Dataset, Layout, ScanRequest, partition_value_from_str, partition_value_to_string,
+    ColumnStats, DataFile, Dataset, Layout, ScanRequest, partition_value_from_str,
+    partition_value_to_string,
 };
 
 use crate::error::{Error, Result};
@@ -60,6 +65,12 @@ pub struct TaskFile {
     /// The row groups to read (`None`: the whole file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_groups: Option<RowGroupHint>,
+    /// Float columns read by the task's predicate that the manifest says hold no NaN in
+    /// this file. The reader prunes row groups and pages on Parquet's bounds of a float
+    /// column only if it is listed here, since those bounds leave NaN out. Empty (also in
+    /// tasks planned before the field existed): none is known to be NaN-free.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nan_free: Vec<String>,
 }
 
 impl TaskFile {
@@ -78,12 +89,28 @@ impl TaskFile {
             num_rows: file.num_rows,
             size_bytes: file.size_bytes,
             row_groups: None,
+            nan_free: Vec::new(),
         })
     }
 
     /// The same file, reading only the row groups `hint` names.
     pub fn with_row_groups(mut self, hint: Option<RowGroupHint>) -> TaskFile {
         self.row_groups = hint;
+        self
+    }
+
+    /// The same file, listing which of `columns` (those a predicate reads) `file`'s
+    /// statistics say hold no NaN.
+    pub fn with_nan_free(mut self, file: &DataFile, columns: &[String]) -> TaskFile {
+        self.nan_free = columns
+            .iter()
+            .filter(|c| {
+                file.column_stats
+                    .get(*c)
+                    .is_some_and(|s| s.nan_count == Some(0))
+            })
+            .cloned()
+            .collect();
         self
     }
 
@@ -99,7 +126,9 @@ impl TaskFile {
             .map_or(self.size_bytes, |h| h.bytes)
     }
 
-    /// Back to a [`DataFile`] (without statistics) for a dataset with `schema` and `layout`.
+    /// Back to a [`DataFile`] for a dataset with `schema` and `layout`, without
+    /// statistics but for a NaN count of 0 (and unknown bounds) for the columns of
+    /// [`nan_free`](Self::nan_free).
     pub fn to_data_file(&self, schema: &Schema, layout: &Layout) -> Result<DataFile> {
         if self.partition_values.len() != layout.partition_on.len() {
             return Err(Error::invalid(
@@ -123,13 +152,30 @@ impl TaskFile {
                     .map_err(|e| Error::format(format!("decoding a value of {column}"), e))
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut column_stats = BTreeMap::new();
+        for column in &self.nan_free {
+            let Ok(field) = schema.field_with_name(column) else {
+                continue;
+            };
+            let unknown = ScalarValue::try_from(field.data_type())
+                .map_err(|e| Error::datafusion(format!("typing statistics of {column}"), e))?;
+            column_stats.insert(
+                column.clone(),
+                ColumnStats {
+                    min: unknown.clone(),
+                    max: unknown,
+                    null_count: None,
+                    nan_count: Some(0),
+                },
+            );
+        }
         Ok(DataFile {
             path: self.path.clone(),
             partition_values,
             bucket: self.bucket,
             num_rows: self.num_rows,
             size_bytes: self.size_bytes,
-            column_stats: BTreeMap::new(),
+            column_stats,
             row_groups: Vec::new(),
             index_values: BTreeMap::new(),
         })
@@ -342,11 +388,16 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
     } else {
         let predicate = options.predicate.as_ref();
         let pruned = prune(dataset, predicate).await?;
+        let columns = predicate.map(Predicate::columns).unwrap_or_default();
         let files = pruned
             .files
             .iter()
             .zip(pruned.row_groups)
-            .map(|(f, h)| Ok(TaskFile::from_data_file(f)?.with_row_groups(h)))
+            .map(|(f, h)| {
+                Ok(TaskFile::from_data_file(f)?
+                    .with_row_groups(h)
+                    .with_nan_free(f, &columns))
+            })
             .collect::<Result<Vec<_>>>()?;
         if let Some(column) = &options.dispatch_by {
             let position = layout
@@ -527,6 +578,13 @@ fn sample_groups(
         }
     }
     known.retain(|v| !v.is_null() && v.data_type() == *field.data_type());
+    // A bound becomes SQL text in the tasks' predicates, and an infinity (or NaN) has no
+    // literal that parses back; the ranges cover every value whatever their bounds.
+    known.retain(|v| match v {
+        ScalarValue::Float32(Some(f)) => f.is_finite(),
+        ScalarValue::Float64(Some(f)) => f.is_finite(),
+        _ => true,
+    });
     known.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     known.dedup();
     let wanted = rs.sample_partitions.max(1);
@@ -574,10 +632,15 @@ fn files_for(
         .map(|(f, _)| f.clone())
         .collect();
     let hints = row_group_hints(&pruner, &kept, schema, layout)?;
+    let columns = predicate.columns();
     kept.iter()
         .zip(hints)
         .filter(|(_, h)| h.as_ref().is_none_or(|h| !h.read.is_empty()))
-        .map(|(f, h)| Ok(TaskFile::from_data_file(f)?.with_row_groups(h)))
+        .map(|(f, h)| {
+            Ok(TaskFile::from_data_file(f)?
+                .with_row_groups(h)
+                .with_nan_free(f, &columns))
+        })
         .collect()
 }
 
@@ -595,6 +658,7 @@ mod tests {
             num_rows: 1,
             size_bytes,
             row_groups: None,
+            nan_free: Vec::new(),
         }
     }
 

@@ -11,7 +11,8 @@
 //! others from the footer and page index before filtering rows exactly.
 //!
 //! A file with one row group, or listed by a segment written before row-group statistics
-//! existed, has no hint and is read whole.
+//! existed, has no hint and is read whole. As for files, a float column's bounds count
+//! only for row groups whose NaN count is known to be 0.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use arrow::datatypes::Schema;
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, ScalarValue};
 use serde::{Deserialize, Serialize};
-use terrace_format::{ColumnStats, DataFile, Layout, RowGroupSelection};
+use terrace_format::{ColumnStats, DataFile, Layout, RowGroupSelection, nan_free};
 
 use crate::error::Result;
 use crate::prune::Pruner;
@@ -182,9 +183,12 @@ impl<'a> ContainerStatistics<'a> {
         {
             return None;
         }
+        let data_type = self.schema.field_with_name(&column.name).ok()?.data_type();
         self.values(&column.name, |c| {
             c.stats
                 .get(&column.name)
+                // Parquet's float bounds leave NaN out: unknown unless NaN-free.
+                .filter(|s| nan_free(data_type, Some(*s)))
                 .map(|s| if max { s.max.clone() } else { s.min.clone() })
         })
     }
@@ -244,6 +248,7 @@ mod tests {
                 min: ScalarValue::Int64(Some(min)),
                 max: ScalarValue::Int64(Some(max)),
                 null_count: Some(nulls),
+                nan_count: None,
             },
         )])
     }
@@ -313,5 +318,43 @@ mod tests {
         let got = hints("k IS NULL", &files);
         assert_eq!(got[0].as_ref().unwrap().read, vec![2]);
         assert!(got[2].as_ref().unwrap().read.is_empty());
+    }
+
+    /// A float column's bounds count only for row groups known to hold no NaN: Parquet's
+    /// bounds leave NaN out, and NaN is greater than 5 in Arrow's total order.
+    #[test]
+    fn float_bounds_count_only_without_nan() {
+        let group = |nan_count: Option<u64>| RowGroupStats {
+            num_rows: 10,
+            size_bytes: 100,
+            column_stats: BTreeMap::from([(
+                "x".to_string(),
+                ColumnStats {
+                    min: ScalarValue::Float64(Some(0.0)),
+                    max: ScalarValue::Float64(Some(1.0)),
+                    null_count: Some(0),
+                    nan_count,
+                },
+            )]),
+        };
+        let file = DataFile {
+            path: "0.parquet".into(),
+            partition_values: vec![],
+            bucket: None,
+            num_rows: 30,
+            size_bytes: 300,
+            column_stats: BTreeMap::new(),
+            row_groups: vec![group(Some(0)), group(Some(3)), group(None)],
+            index_values: BTreeMap::new(),
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+        let layout = Layout::default();
+        for sql in ["x > 5", "x < -1", "x = 'NaN'"] {
+            let predicate = Predicate::parse(sql, &schema).unwrap();
+            let pruner = Pruner::new(&predicate, Arc::clone(&schema), &layout).unwrap();
+            let hints = row_group_hints(&pruner, std::slice::from_ref(&file), &schema, &layout);
+            let read = hints.unwrap()[0].as_ref().unwrap().read.clone();
+            assert_eq!(read, vec![1, 2], "{sql}");
+        }
     }
 }

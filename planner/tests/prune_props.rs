@@ -2,12 +2,15 @@
 //! datasets (real files written with terrace-format into an in-memory store, some with
 //! several row groups per file) and random predicates, the rows read by the planned tasks
 //! (their files and row-group hints) with exact filtering equal a brute-force scan.
+//! Float columns holding NaN (of either sign), infinities, -0.0 and nulls get the same
+//! check: Parquet's bounds leave NaN out, and NaN matches `x > 5` or `x <> 1`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::array::{Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use proptest::prelude::*;
@@ -52,7 +55,6 @@ async fn dataset_with_row_groups(
     row_group_rows: usize,
     sort_by: &[&str],
 ) -> Dataset {
-    let name = format!("memory://props{}/ds", NEXT.fetch_add(1, Ordering::SeqCst));
     let layout = Layout {
         partition_on: if partitioned {
             vec!["p".into()]
@@ -62,17 +64,30 @@ async fn dataset_with_row_groups(
         bucket_by: vec!["k".into()],
         num_buckets: Some(4),
     };
-    let mut ds = Dataset::create_with(
-        &name,
-        schema(),
-        CreateOptions {
-            layout,
-            indexed_columns: vec!["s".into()],
-        },
-    )
-    .await
-    .unwrap();
-    for rows in commits.iter().filter(|r| !r.is_empty()) {
+    let options = CreateOptions {
+        layout,
+        indexed_columns: vec!["s".into()],
+    };
+    let batches: Vec<RecordBatch> = commits
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| batch(r))
+        .collect();
+    create(schema(), options, &batches, row_group_rows, sort_by).await
+}
+
+/// A new dataset with one commit per batch, written with row groups of
+/// `row_group_rows` rows sorted by `sort_by`.
+async fn create(
+    schema: SchemaRef,
+    options: CreateOptions,
+    commits: &[RecordBatch],
+    row_group_rows: usize,
+    sort_by: &[&str],
+) -> Dataset {
+    let name = format!("memory://props{}/ds", NEXT.fetch_add(1, Ordering::SeqCst));
+    let mut ds = Dataset::create_with(&name, schema, options).await.unwrap();
+    for batch in commits {
         let mut writer = ds
             .writer(WriterOptions {
                 upload_part_size: 1 << 16,
@@ -81,7 +96,7 @@ async fn dataset_with_row_groups(
                 ..Default::default()
             })
             .unwrap();
-        writer.write(batch(rows)).await.unwrap();
+        writer.write(batch.clone()).await.unwrap();
         let files = writer.finish().await.unwrap();
         let committed = ds.append(files).commit().await.unwrap();
         ds = ds.with_snapshot(committed.snapshot);
@@ -126,7 +141,7 @@ async fn brute_force(ds: &Dataset, sql: &str) -> Vec<String> {
     let table = datafusion::datasource::MemTable::try_new(ds.schema(), vec![all]).unwrap();
     ctx.register_table("t", Arc::new(table)).unwrap();
     let out = ctx
-        .sql(&format!("SELECT p, k, v, s FROM t WHERE {sql}"))
+        .sql(&format!("SELECT * FROM t WHERE {sql}"))
         .await
         .unwrap()
         .collect()
@@ -489,5 +504,283 @@ fn row_group_hints_skip_row_groups_that_cannot_match() {
             )
             .await
         );
+    });
+}
+
+/// A row of the float dataset: partition, `x` (Float64), `y` (Float32); `id` is the row's
+/// position, so every row prints differently.
+type FloatRow = (Option<String>, Option<f64>, Option<f32>);
+
+fn float_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("p", DataType::Utf8, true),
+        Field::new("id", DataType::Int64, false),
+        Field::new("x", DataType::Float64, true),
+        Field::new("y", DataType::Float32, true),
+    ]))
+}
+
+fn float_batch(rows: &[FloatRow], first_id: i64) -> RecordBatch {
+    RecordBatch::try_new(
+        float_schema(),
+        vec![
+            Arc::new(rows.iter().map(|r| r.0.clone()).collect::<StringArray>()),
+            Arc::new(Int64Array::from_iter_values(
+                (0..rows.len() as i64).map(|i| first_id + i),
+            )),
+            Arc::new(rows.iter().map(|r| r.1).collect::<Float64Array>()),
+            Arc::new(rows.iter().map(|r| r.2).collect::<Float32Array>()),
+        ],
+    )
+    .unwrap()
+}
+
+/// A dataset of `float_schema`, partitioned on `p` or not, bucketed by `id`, one commit
+/// per element of `commits`.
+async fn float_dataset(
+    commits: &[Vec<FloatRow>],
+    partitioned: bool,
+    row_group_rows: usize,
+    sort_by: &[&str],
+) -> Dataset {
+    let options = CreateOptions {
+        layout: Layout {
+            partition_on: if partitioned {
+                vec!["p".into()]
+            } else {
+                vec![]
+            },
+            bucket_by: vec!["id".into()],
+            num_buckets: Some(2),
+        },
+        indexed_columns: vec![],
+    };
+    let mut first_id = 0;
+    let mut batches = Vec::new();
+    for rows in commits.iter().filter(|r| !r.is_empty()) {
+        batches.push(float_batch(rows, first_id));
+        first_id += rows.len() as i64;
+    }
+    create(float_schema(), options, &batches, row_group_rows, sort_by).await
+}
+
+/// NaN of both signs and another payload, infinities, both zeros, finite values.
+const SPECIAL: [f64; 13] = [
+    f64::NAN,
+    -f64::NAN,
+    f64::from_bits(0x7ff8_0000_0000_0001),
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    0.0,
+    -0.0,
+    1.5,
+    -2.0,
+    3.0,
+    7.25,
+    -1e300,
+    1e300,
+];
+
+fn float_row() -> impl Strategy<Value = FloatRow> {
+    let value = prop_oneof![
+        4 => prop::sample::select(SPECIAL.to_vec()),
+        1 => (-40i32..40).prop_map(|v| f64::from(v) / 4.0),
+    ];
+    (
+        prop::option::weighted(
+            0.9,
+            prop::sample::select(vec!["a", "b"]).prop_map(String::from),
+        ),
+        prop::option::weighted(0.85, value.clone()),
+        prop::option::weighted(0.85, value.prop_map(|v| v as f32)),
+    )
+}
+
+fn float_atom() -> impl Strategy<Value = String> {
+    let literal = prop::sample::select(vec![
+        "-1e301", "-2", "-0.0", "0", "1.5", "3", "5", "1e300", "'NaN'", "'inf'", "'-inf'",
+    ]);
+    let op = prop::sample::select(vec!["=", "<>", "<", "<=", ">", ">="]);
+    let column = prop::sample::select(vec!["x", "y"]);
+    prop_oneof![
+        4 => (column.clone(), op, literal.clone()).prop_map(|(c, o, l)| format!("{c} {o} {l}")),
+        1 => column.clone().prop_map(|c| format!("{c} IS NULL")),
+        1 => column.clone().prop_map(|c| format!("{c} IS NOT NULL")),
+        1 => column.clone().prop_map(|c| format!("isnan({c})")),
+        1 => column.clone().prop_map(|c| format!("{c} IN (1.5, 3)")),
+        1 => (column, literal.clone(), literal)
+            .prop_map(|(c, a, b)| format!("{c} BETWEEN {a} AND {b}")),
+        1 => Just("x > y".to_string()),
+        1 => prop::sample::select(vec!["a", "b"]).prop_map(|p| format!("p = '{p}'")),
+    ]
+}
+
+fn float_predicate() -> impl Strategy<Value = String> {
+    float_atom().prop_recursive(2, 6, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) AND ({b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) OR ({b})")),
+            inner.prop_map(|a| format!("NOT ({a})")),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Regression: a file with `x = [1.0, NaN]` has Parquet bounds `min = max = 1.0`,
+    /// and `x > 5`, `x <> 1` and `x = 'NaN'` returned no row instead of the NaN row.
+    #[test]
+    fn pruning_keeps_every_matching_row_of_float_columns_with_nan(
+        commits in prop::collection::vec(prop::collection::vec(float_row(), 0..20), 1..4),
+        sql in float_predicate(),
+        partitioned in any::<bool>(),
+        row_group_rows in prop_oneof![Just(1_000_000usize), 1usize..5],
+        sorted in any::<bool>(),
+    ) {
+        runtime().block_on(async {
+            let sort_by: &[&str] = if sorted { &["x"] } else { &[] };
+            let ds = float_dataset(&commits, partitioned, row_group_rows, sort_by).await;
+            let predicate = Predicate::parse(&sql, &ds.schema()).unwrap();
+            let expected = brute_force(&ds, &sql).await;
+            let plan = plan_read(&ds, &ReadOptions {
+                predicate: Some(predicate.clone()),
+                target_bytes_per_task: Some(0),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let got = read_tasks(&ds, &plan.tasks).await;
+            prop_assert_eq!(got, expected.clone(), "predicate {}", sql);
+            // Region x sample tasks prune with the same statistics; x is the sample
+            // column, split into ranges whose bounds come from the files' statistics.
+            let rs = RegionSample {
+                contig_column: "p".into(),
+                position_column: "id".into(),
+                regions: vec![
+                    Region::new("a", 0, 1_000).unwrap(),
+                    Region::new("b", 0, 1_000).unwrap(),
+                ],
+                region_partitions: 2,
+                sample_column: "x".into(),
+                sample_partitions: 3,
+            };
+            let plan = plan_read(&ds, &ReadOptions {
+                predicate: Some(predicate),
+                region_sample: Some(rs),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let in_regions = brute_force(&ds, &format!("({sql}) AND p IS NOT NULL")).await;
+            prop_assert_eq!(read_tasks(&ds, &plan.tasks).await, in_regions, "predicate {}", sql);
+            Ok(())
+        })?;
+    }
+}
+
+/// Pruning on a float column still skips files and row groups without NaN, and only
+/// those.
+#[test]
+fn float_pruning_skips_nan_free_files_and_row_groups() {
+    runtime().block_on(async {
+        let finite: Vec<FloatRow> = (0..40)
+            .map(|i| (Some("a".to_string()), Some(f64::from(i)), Some(1.0)))
+            .collect();
+        let mut with_nan = finite.clone();
+        with_nan.push((Some("a".to_string()), Some(f64::NAN), Some(1.0)));
+        // Sorted by x in 10-row row groups: NaN sorts last, into the fifth row group.
+        let ds = float_dataset(&[finite, with_nan], false, 10, &["x"]).await;
+        let files = ds.files().await.unwrap();
+        let nans = |f: &terrace_format::DataFile| f.column_stats["x"].nan_count;
+        let mut counts: Vec<_> = files.iter().map(nans).collect();
+        counts.sort();
+        assert_eq!(
+            counts,
+            vec![Some(0), Some(0), Some(0), Some(1)],
+            "{files:#?}"
+        );
+        let nan_file = files.iter().find(|f| nans(f) == Some(1)).unwrap();
+        assert!(
+            nan_file.column_stats["x"].max.is_null(),
+            "no bounds with NaN"
+        );
+
+        for sql in ["x > 100", "x = 'NaN'"] {
+            let predicate = Predicate::parse(sql, &ds.schema()).unwrap();
+            let pruned = prune(&ds, Some(&predicate)).await.unwrap();
+            // Only the file holding the NaN is left, and of it only the NaN's row group.
+            assert_eq!(pruned.files.len(), 1, "{sql}: {:?}", pruned.steps);
+            assert_eq!(nans(&pruned.files[0]), Some(1));
+            let hint = pruned.row_groups[0].as_ref().unwrap();
+            let groups = &pruned.files[0].row_groups;
+            assert_eq!(hint.read.len(), 1, "{sql}: {hint:?}");
+            assert_eq!(groups[hint.read[0]].column_stats["x"].nan_count, Some(1));
+            let plan = plan_read(
+                &ds,
+                &ReadOptions {
+                    predicate: Some(predicate),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            let got = read_tasks(&ds, &plan.tasks).await;
+            assert_eq!(got, brute_force(&ds, sql).await);
+            assert_eq!(got.len(), 1, "{sql}: the NaN row");
+        }
+    });
+}
+
+/// Files listed by segments written before NaN counts existed have none: their float
+/// bounds (which left NaN out) are not pruned on, by the planner or the reader.
+#[test]
+fn files_without_nan_counts_are_not_pruned_on_float_columns() {
+    runtime().block_on(async {
+        let rows: Vec<FloatRow> = vec![
+            (Some("a".into()), Some(1.0), Some(1.0)),
+            (Some("a".into()), Some(f64::NAN), Some(f32::NAN)),
+        ];
+        let name = format!("memory://props{}/ds", NEXT.fetch_add(1, Ordering::SeqCst));
+        let ds = Dataset::create(&name, float_schema(), Layout::default())
+            .await
+            .unwrap();
+        let mut writer = ds.writer(WriterOptions::default()).unwrap();
+        writer.write(float_batch(&rows, 0)).await.unwrap();
+        let mut files = writer.finish().await.unwrap();
+        // What the writer recorded before: Parquet's NaN-free bounds and no count.
+        for file in &mut files {
+            for (column, bound) in [
+                ("x", ScalarValue::Float64(Some(1.0))),
+                ("y", ScalarValue::Float32(Some(1.0))),
+            ] {
+                let stats = file.column_stats.get_mut(column).unwrap();
+                stats.min = bound.clone();
+                stats.max = bound;
+                stats.nan_count = None;
+            }
+        }
+        let committed = ds.append(files).commit().await.unwrap();
+        let ds = ds.with_snapshot(committed.snapshot);
+        assert!(
+            ds.files().await.unwrap()[0].column_stats["x"]
+                .nan_count
+                .is_none()
+        );
+        for sql in ["x > 5", "x <> 1.0", "x = 'NaN'", "y > 5", "NOT (x <= 1)"] {
+            let predicate = Predicate::parse(sql, &ds.schema()).unwrap();
+            let plan = plan_read(
+                &ds,
+                &ReadOptions {
+                    predicate: Some(predicate),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            let got = read_tasks(&ds, &plan.tasks).await;
+            assert_eq!(got, brute_force(&ds, sql).await, "{sql}");
+            assert_eq!(got.len(), 1, "{sql}: the NaN row");
+        }
     });
 }

@@ -88,6 +88,7 @@ fn data_files() -> Vec<DataFile> {
         min,
         max,
         null_count: Some(nulls),
+        nan_count: None,
     };
     let ts = |v| ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into()));
     vec![
@@ -114,10 +115,10 @@ fn data_files() -> Vec<DataFile> {
             num_rows: 1,
             size_bytes: 900,
             column_stats: BTreeMap::from([
-                ("dep_delay".into(), ColumnStats { min: ScalarValue::Float64(None), max: ScalarValue::Float64(None), null_count: Some(1) }),
+                ("dep_delay".into(), ColumnStats { min: ScalarValue::Float64(None), max: ScalarValue::Float64(None), null_count: Some(1), nan_count: None }),
                 ("fare".into(), stats(ScalarValue::Decimal128(Some(1), 10, 2), ScalarValue::Decimal128(Some(1), 10, 2), 0)),
                 ("flight".into(), stats(ScalarValue::Int64(Some(7)), ScalarValue::Int64(Some(7)), 0)),
-                ("sched".into(), ColumnStats { min: ts(5), max: ts(5), null_count: None }),
+                ("sched".into(), ColumnStats { min: ts(5), max: ts(5), null_count: None, nan_count: None }),
                 ("tailnum".into(), stats(ScalarValue::from("a/b c"), ScalarValue::from("a/b c"), 0)),
             ]),
             row_groups: Vec::new(),
@@ -207,6 +208,7 @@ fn data_files_with_row_groups() -> Vec<DataFile> {
             min: ScalarValue::Int64(Some(1)),
             max: ScalarValue::Int64(Some(3000)),
             null_count: Some(0),
+            nan_count: None,
         },
     );
     let mut high = first.column_stats.clone();
@@ -216,6 +218,7 @@ fn data_files_with_row_groups() -> Vec<DataFile> {
             min: ScalarValue::Int64(Some(3001)),
             max: ScalarValue::Int64(Some(6181)),
             null_count: Some(0),
+            nan_count: None,
         },
     );
     high.insert(
@@ -224,6 +227,7 @@ fn data_files_with_row_groups() -> Vec<DataFile> {
             min: ScalarValue::Float64(None),
             max: ScalarValue::Float64(None),
             null_count: None,
+            nan_count: None,
         },
     );
     high.remove("fare");
@@ -259,10 +263,72 @@ fn segment_v1_with_row_groups_golden_decodes_to_the_same_files() {
         min: ScalarValue::Decimal128(None, 10, 2),
         max: ScalarValue::Decimal128(None, 10, 2),
         null_count: None,
+        nan_count: None,
     });
     assert_same_files(&files, &expected);
     assert_eq!(files[0].row_groups.len(), 2);
     assert!(files[1].row_groups.is_empty());
+}
+
+/// The row-group golden files with NaN counts of the float column `dep_delay`: the
+/// first file holds NaN in its second row group (so its own bounds and that group's are
+/// unknown), the second holds none. Other columns have no NaN count.
+fn data_files_with_nan_counts() -> Vec<DataFile> {
+    let mut files = data_files_with_row_groups();
+    let set = |stats: &mut BTreeMap<String, ColumnStats>, nans: u64| {
+        let s = stats.get_mut("dep_delay").unwrap();
+        s.nan_count = Some(nans);
+        if nans > 0 {
+            s.min = ScalarValue::Float64(None);
+            s.max = ScalarValue::Float64(None);
+        }
+    };
+    set(&mut files[0].column_stats, 2);
+    set(&mut files[0].row_groups[0].column_stats, 0);
+    set(&mut files[0].row_groups[1].column_stats, 2);
+    set(&mut files[1].column_stats, 0);
+    files
+}
+
+#[test]
+fn segment_v1_with_nan_counts_golden_decodes_to_the_same_files() {
+    let golden = testdata("segment-v1-nan-counts.parquet");
+    if bless() {
+        let bytes = encode_segment(&data_files_with_nan_counts(), &schema(), &layout()).unwrap();
+        std::fs::write(&golden, &bytes).unwrap();
+    }
+    let bytes = Bytes::from(std::fs::read(&golden).unwrap());
+    let list = decode_segment(bytes, schema(), &layout(), "segment-v1-nan-counts.parquet").unwrap();
+    let files = list.data_files().unwrap();
+    let mut expected = data_files_with_nan_counts();
+    let fare = expected[0].row_groups[1].column_stats.entry("fare".into());
+    fare.or_insert(ColumnStats {
+        min: ScalarValue::Decimal128(None, 10, 2),
+        max: ScalarValue::Decimal128(None, 10, 2),
+        null_count: None,
+        nan_count: None,
+    });
+    assert_same_files(&files, &expected);
+    let counts = list.nan_counts("dep_delay").unwrap();
+    assert_eq!(counts.data_type(), &DataType::UInt64);
+    assert!(list.nan_counts("flight").is_none(), "only float columns");
+}
+
+#[test]
+fn segments_without_nan_counts_have_no_nan_count_column() {
+    // Lists of files written before NaN counts existed encode as before.
+    for files in [data_files(), data_files_with_row_groups()] {
+        let bytes = encode_segment(&files, &schema(), &layout()).unwrap();
+        let list = decode_segment(bytes, schema(), &layout(), "x").unwrap();
+        assert!(list.record_batch().column_by_name("nan_count").is_none());
+        assert!(list.nan_counts("dep_delay").is_none());
+    }
+    let bytes = encode_segment(&data_files_with_nan_counts(), &schema(), &layout()).unwrap();
+    let list = decode_segment(bytes, schema(), &layout(), "x").unwrap();
+    assert_same_files(
+        &list.data_files().unwrap()[1..],
+        &data_files_with_nan_counts()[1..],
+    );
 }
 
 #[test]

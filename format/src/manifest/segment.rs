@@ -8,8 +8,16 @@
 //! without opening a data file's footer. A segment written before a column was added
 //! simply lacks that column's statistics, which readers treat as unknown.
 //!
+//! `nan_count` (struct of UInt64, one child per Float32 / Float64 column; present only
+//! when some listed file has a known NaN count) counts NaN values, which Parquet's bounds
+//! leave out: a float column's `min` / `max` hold only where its NaN count is 0 (see
+//! `nan.rs`). Segments without it (written before NaN counts existed) read as "NaN
+//! count unknown", and a reader that does not know the column ignores it; such a reader
+//! still sees unknown bounds for a file holding NaN, since the writer records none. The
+//! format version is unchanged, as for `row_groups` below.
+//!
 //! `row_groups` (present only when some listed file has more than one row group) is a
-//! list per file of structs `{num_rows, size_bytes, min, max, null_count}`, the same
+//! list per file of structs `{num_rows, size_bytes, min, max, null_count[, nan_count]}`, the same
 //! statistics per row group, empty for a file with one row group. The planner turns them
 //! into row-group hints for read tasks. The column is optional, so the format version is
 //! unchanged: segments without it (all written before it existed) read as "no row-group
@@ -345,7 +353,7 @@ fn stats_columns(
             )) as ArrayRef
         })
         .collect();
-    Ok(vec![
+    let mut columns = vec![
         (
             Field::new("min", struct_type.clone(), false),
             bound(|s| &s.min)?,
@@ -359,8 +367,44 @@ fn stats_columns(
             ),
             Arc::new(StructArray::new(Fields::from(count_fields), counts, None)),
         ),
-    ])
+    ];
+    // NaN counts of float columns, only when some container has one: lists of files
+    // written before they existed stay as they were.
+    let nan_fields: Vec<Arc<Field>> = sfields
+        .iter()
+        .filter(|f| matches!(f.data_type(), DataType::Float32 | DataType::Float64))
+        .filter(|f| {
+            stats
+                .iter()
+                .any(|s| s.get(f.name()).is_some_and(|s| s.nan_count.is_some()))
+        })
+        .map(|f| Arc::new(Field::new(f.name(), DataType::UInt64, true)))
+        .collect();
+    if !nan_fields.is_empty() {
+        let nans = nan_fields
+            .iter()
+            .map(|field| {
+                Arc::new(UInt64Array::from_iter(
+                    stats
+                        .iter()
+                        .map(|s| s.get(field.name()).and_then(|s| s.nan_count)),
+                )) as ArrayRef
+            })
+            .collect();
+        columns.push((
+            Field::new(
+                NAN_COUNT,
+                DataType::Struct(Fields::from(nan_fields.clone())),
+                false,
+            ),
+            Arc::new(StructArray::new(Fields::from(nan_fields), nans, None)),
+        ));
+    }
+    Ok(columns)
 }
+
+/// Name of the optional struct of NaN counts of float columns.
+const NAN_COUNT: &str = "nan_count";
 
 /// A batch as zstd Parquet bytes.
 pub(super) fn write_parquet(batch: RecordBatch) -> Result<Bytes> {
@@ -542,6 +586,13 @@ impl FileList {
         self.struct_child("null_count", column)
     }
 
+    /// Per-file NaN counts of a float data column (UInt64; nulls where unknown, `None`
+    /// when the segment has none for the column). A float column's bounds hold only
+    /// where its NaN count is 0.
+    pub fn nan_counts(&self, column: &str) -> Option<ArrayRef> {
+        self.struct_child(NAN_COUNT, column)
+    }
+
     /// The `i`-th file as a [`DataFile`].
     pub fn data_file(&self, i: usize) -> Result<DataFile> {
         let scalar = |array: &ArrayRef| {
@@ -569,6 +620,7 @@ impl FileList {
                 struct_column("min"),
                 struct_column("max"),
                 struct_column("null_count"),
+                struct_column(NAN_COUNT),
             ],
             i,
         )?;
@@ -601,7 +653,12 @@ impl FileList {
                     size_bytes: size_bytes.value(j),
                     column_stats: stats_at(
                         &self.schema,
-                        [child("min"), child("max"), child("null_count")],
+                        [
+                            child("min"),
+                            child("max"),
+                            child("null_count"),
+                            child(NAN_COUNT),
+                        ],
                         j,
                     )?,
                 });
@@ -626,11 +683,12 @@ impl FileList {
     }
 }
 
-/// The statistics of container `i` from `[min, max, null_count]` structs (each absent
-/// when no column has statistics), for every column of `schema` with bounds.
+/// The statistics of container `i` from `[min, max, null_count, nan_count]` structs
+/// (each absent when no column has statistics, `nan_count` also when no column has a
+/// known NaN count), for every column of `schema` with bounds.
 fn stats_at(
     schema: &Schema,
-    [min, max, null_count]: [Option<&StructArray>; 3],
+    [min, max, null_count, nan_count]: [Option<&StructArray>; 4],
     i: usize,
 ) -> Result<BTreeMap<String, ColumnStats>> {
     let scalar = |array: &ArrayRef| {
@@ -645,18 +703,21 @@ fn stats_at(
         ) else {
             continue;
         };
-        let null_count = null_count
-            .and_then(|s| s.column_by_name(field.name()))
-            .and_then(|a| {
-                let a = a.as_any().downcast_ref::<UInt64Array>()?;
-                a.is_valid(i).then(|| a.value(i))
-            });
+        let count = |counts: Option<&StructArray>| {
+            counts
+                .and_then(|s| s.column_by_name(field.name()))
+                .and_then(|a| {
+                    let a = a.as_any().downcast_ref::<UInt64Array>()?;
+                    a.is_valid(i).then(|| a.value(i))
+                })
+        };
         column_stats.insert(
             field.name().clone(),
             ColumnStats {
                 min: scalar(min)?,
                 max: scalar(max)?,
-                null_count,
+                null_count: count(null_count),
+                nan_count: count(nan_count),
             },
         );
     }
