@@ -83,6 +83,9 @@ pub struct IngestArgs {
     #[arg(long, value_parser = crate::parse::size)]
     pub split_size: Option<u64>,
     /// Recorded in the commit; an ingest with a key already committed changes nothing.
+    /// Only versions still kept are checked: after `terrace gc` has removed the version
+    /// that committed a key (versions older than its --retention, 7d by default), an
+    /// ingest with that key commits again.
     #[arg(long)]
     pub idempotency_key: Option<String>,
     /// Print the job's result as JSON.

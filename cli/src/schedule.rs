@@ -47,7 +47,9 @@ enum ScheduleCommand {
     Resume(NameArg),
     /// Remove a schedule and its run history (the jobs it fired stay).
     Remove(NameArg),
-    /// Run one slot now (a manual backfill); a slot already ingested commits nothing.
+    /// Run one slot now (a manual backfill); a slot already ingested commits nothing,
+    /// unless `terrace gc` has removed the version that ingested it (versions older than
+    /// its --retention, 7d by default), and then the slot is ingested again.
     Run(RunArgs),
 }
 
