@@ -53,7 +53,8 @@ pub struct IngestArgs {
     /// Number of buckets.
     #[arg(long, value_name = "N", requires = "bucket_by")]
     pub buckets: Option<u32>,
-    /// Sort rows within each written file.
+    /// Sort rows within each row group (not across a file's row groups: with several row
+    /// groups per file, each is sorted on its own).
     #[arg(long, num_args = 1.., value_name = "COLUMN")]
     pub sort_by: Vec<String>,
     /// Rows per Parquet row group (default 1000000). Smaller row groups let queries skip
