@@ -55,7 +55,8 @@ pub struct IngestArgs {
     /// Number of buckets.
     #[arg(long, value_name = "N", requires = "bucket_by")]
     pub buckets: Option<u32>,
-    /// Sort rows within each written file.
+    /// Sort rows within each row group (not across a file's row groups: with several row
+    /// groups per file, each is sorted on its own).
     #[arg(long, num_args = 1.., value_name = "COLUMN")]
     pub sort_by: Vec<String>,
     /// Rows per Parquet row group (default 1000000). Smaller row groups let queries skip
@@ -85,6 +86,9 @@ pub struct IngestArgs {
     #[arg(long, value_parser = crate::parse::size)]
     pub split_size: Option<u64>,
     /// Recorded in the commit; an ingest with a key already committed changes nothing.
+    /// Only versions still kept are checked: after `terrace gc` has removed the version
+    /// that committed a key (versions older than its --retention, 7d by default), an
+    /// ingest with that key commits again.
     #[arg(long)]
     pub idempotency_key: Option<String>,
     /// Print the job's result as JSON.

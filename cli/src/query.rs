@@ -1,7 +1,9 @@
 //! `terrace query` and `terrace explain`.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
@@ -128,7 +130,9 @@ pub struct QueryArgs {
     /// Return at most N rows.
     #[arg(long)]
     pub limit: Option<u64>,
-    /// Write the result here (file or URL) instead of the terminal.
+    /// Write the result here (file or URL) instead of the terminal. An existing file is
+    /// replaced only once the query has succeeded. Not with --detach: `terrace status ID
+    /// --result` prints a detached query's result.
     #[arg(long, value_name = "FILE|URL")]
     pub output: Option<String>,
     /// Output format (default: table on the terminal, else from the output's extension).
@@ -166,8 +170,89 @@ pub struct ExplainArgs {
 /// output fails first.
 enum Sink {
     Stdout,
-    File(std::fs::File),
+    File(OutputFile),
     Url(Location),
+}
+
+/// A local output file, written under a temporary name beside it and renamed over it
+/// once complete: a query that fails, or a write that does, leaves a file already there
+/// as it was.
+struct OutputFile {
+    temp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl OutputFile {
+    fn create(path: &Path) -> anyhow::Result<OutputFile> {
+        let context = || format!("cannot write the output {}", path.display());
+        let existing = match std::fs::metadata(path) {
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(context),
+        };
+        if let Some(meta) = &existing {
+            // A rename would replace what truncating the file used to refuse.
+            if meta.is_dir() {
+                bail!(
+                    "cannot write the output {}: it is a directory",
+                    path.display()
+                );
+            }
+            if meta.permissions().readonly() {
+                bail!(
+                    "cannot write the output {}: it is read-only",
+                    path.display()
+                );
+            }
+        }
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .map_or("output".into(), |n| n.to_string_lossy());
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // What `File::create` gives a new file (less the umask), not 0600.
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let temp = builder.tempfile_in(dir).with_context(context)?;
+        if let Some(meta) = existing {
+            temp.as_file()
+                .set_permissions(meta.permissions())
+                .with_context(context)?;
+        }
+        Ok(OutputFile {
+            temp,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A buffered writer to the temporary file; flushed by [`OutputFile::finish`].
+    fn writer(&self) -> anyhow::Result<Shared<std::io::BufWriter<std::fs::File>>> {
+        let file = self
+            .temp
+            .as_file()
+            .try_clone()
+            .with_context(|| format!("cannot write the output {}", self.path.display()))?;
+        Ok(Shared::new(std::io::BufWriter::new(file)))
+    }
+
+    /// Flush `writer` and put the file in place of the output.
+    fn finish(self, writer: &Shared<std::io::BufWriter<std::fs::File>>) -> anyhow::Result<()> {
+        let context = || format!("cannot write the output {}", self.path.display());
+        writer.flush_shared().with_context(context)?;
+        self.temp
+            .persist(&self.path)
+            .map_err(|e| e.error)
+            .with_context(context)?;
+        Ok(())
+    }
 }
 
 fn output_format(args: &QueryArgs) -> anyhow::Result<OutputFormat> {
@@ -198,13 +283,19 @@ fn open_sink(output: Option<&str>) -> anyhow::Result<Sink> {
         return Ok(Sink::Url(loc));
     }
     let path = output.strip_prefix("file://").unwrap_or(output);
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot write the output {path}"))?;
-    Ok(Sink::File(file))
+    Ok(Sink::File(OutputFile::create(Path::new(path))?))
 }
 
 /// Run a query.
 pub async fn run(queue: &QueueArgs, args: QueryArgs) -> anyhow::Result<ExitCode> {
+    if let (true, Some(output)) = (queue.detach, &args.output) {
+        // The command would return before the result exists, and nothing else writes
+        // the output.
+        bail!(
+            "--output {output} cannot be used with --detach: a detached query's result is \
+             printed by `terrace status ID --result`; run without --detach to write a file"
+        );
+    }
     let format = output_format(&args)?;
     let request = QueryRequest {
         dataset: args.dataset.clone(),
@@ -271,11 +362,13 @@ async fn deliver(result: &QueryResult, format: OutputFormat, sink: Sink) -> anyh
             Ok(write_query_result(batches, format, out).await?)
         }
         Sink::File(file) => {
-            let out: Box<dyn Write + Send> = Box::new(std::io::BufWriter::new(file));
-            Ok(write_query_result(batches, format, out).await?)
+            let writer = file.writer()?;
+            let rows = write_query_result(batches, format, Box::new(writer.clone())).await?;
+            file.finish(&writer)?;
+            Ok(rows)
         }
         Sink::Url(loc) => {
-            let buffer = SharedBuffer::default();
+            let buffer = Shared::<Vec<u8>>::default();
             let out: Box<dyn Write + Send> = Box::new(buffer.clone());
             let rows = write_query_result(batches, format, out).await?;
             let bytes = buffer.take();
@@ -298,9 +391,12 @@ async fn copy_result(result: &QueryResult, sink: Sink) -> anyhow::Result<u64> {
         .get(&result.location.child(&result.path))
         .await
         .with_context(read)?;
-    let mut out: Box<dyn Write + Send> = match sink {
-        Sink::Stdout => Box::new(std::io::stdout()),
-        Sink::File(file) => Box::new(std::io::BufWriter::new(file)),
+    let (mut out, file): (Box<dyn Write + Send>, _) = match sink {
+        Sink::Stdout => (Box::new(std::io::stdout()), None),
+        Sink::File(file) => {
+            let writer = file.writer()?;
+            (Box::new(writer.clone()), Some((file, writer)))
+        }
         Sink::Url(loc) => {
             let bytes = object.bytes().await.with_context(read)?;
             loc.store
@@ -315,33 +411,62 @@ async fn copy_result(result: &QueryResult, sink: Sink) -> anyhow::Result<u64> {
         out.write_all(&chunk.with_context(read)?).context(written)?;
     }
     out.flush().context(written)?;
+    if let Some((file, writer)) = file {
+        file.finish(&writer)?;
+    }
     Ok(result.rows)
 }
 
-/// A `Write` whose bytes can be taken after the writer that owned it is gone.
-#[derive(Clone, Default)]
-struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+/// A `Write` shared by clones: the writer that consumes one clone drops it, and the
+/// bytes (a URL output's) are taken, or the buffer (a file output's) flushed, through
+/// another. A flush in a drop would lose its error.
+#[derive(Default)]
+struct Shared<W>(Arc<Mutex<W>>);
 
-impl SharedBuffer {
-    fn take(&self) -> Vec<u8> {
+// Derived, it would ask for `W: Clone`.
+impl<W> Clone for Shared<W> {
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<W> Shared<W> {
+    fn new(inner: W) -> Shared<W> {
+        Shared(Arc::new(Mutex::new(inner)))
+    }
+
+    fn lock(&self) -> std::io::Result<MutexGuard<'_, W>> {
         self.0
             .lock()
+            .map_err(|_| std::io::Error::other("output buffer poisoned"))
+    }
+}
+
+impl Shared<Vec<u8>> {
+    fn take(&self) -> Vec<u8> {
+        self.lock()
             .map(|mut b| std::mem::take(&mut *b))
             .unwrap_or_default()
     }
 }
 
-impl Write for SharedBuffer {
+impl<W: Write> Shared<W> {
+    fn flush_shared(&self) -> std::io::Result<()> {
+        self.lock()?.flush()
+    }
+}
+
+impl<W: Write> Write for Shared<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("output buffer poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
+        self.lock()?.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.lock()?.write_all(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.lock()?.flush()
     }
 }
 

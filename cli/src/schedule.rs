@@ -47,7 +47,9 @@ enum ScheduleCommand {
     Resume(NameArg),
     /// Remove a schedule and its run history (the jobs it fired stay).
     Remove(NameArg),
-    /// Run one slot now (a manual backfill); a slot already ingested commits nothing.
+    /// Run one slot now (a manual backfill); a slot already ingested commits nothing,
+    /// unless `terrace gc` has removed the version that ingested it (versions older than
+    /// its --retention, 7d by default), and then the slot is ingested again.
     Run(RunArgs),
 }
 
@@ -77,6 +79,9 @@ struct AddArgs {
     catch_up: CatchUpArg,
     /// The job, after `--`: `ingest INPUTS… --into DATASET …` with placeholders {date},
     /// {date-1}, {yyyy}, {mm}, {dd}, {hh}, {scheduled_at}, {schedule}, {date:%Y/%m/%d}.
+    /// Each slot's ingest commits with the idempotency key schedule:NAME:SLOT; an
+    /// --idempotency-key KEY in the job is appended to it (schedule:NAME:SLOT:KEY), so a
+    /// key without a placeholder still lets every slot commit once.
     #[arg(last = true, required = true, value_name = "JOB")]
     template: Vec<String>,
 }
@@ -162,6 +167,18 @@ fn resolve(dir: Option<&str>, path: &str) -> String {
     }
 }
 
+/// The idempotency key a slot's ingest commits with: the slot's own
+/// (`schedule:NAME:SLOT`), with a key the template gives appended. The template's key
+/// alone would not do: one without a placeholder is the same for every slot, and every
+/// slot after the first would commit nothing yet report success.
+fn slot_key(schedule: &ScheduleRecord, slot: DateTime<Utc>, template: Option<String>) -> String {
+    let key = schedule.idempotency_key(slot);
+    match template {
+        Some(template) => format!("{key}:{template}"),
+        None => key,
+    }
+}
+
 /// Plans the ingest a schedule's template renders to; what workers' schedulers and
 /// `schedule run` use.
 pub struct CliPlanner;
@@ -184,9 +201,7 @@ impl CliPlanner {
             .schema
             .map(|s| resolve(dir, &s.display().to_string()).into());
         let mut request = ingest.request().map_err(|e| invalid(format!("{e:#}")))?;
-        request
-            .idempotency_key
-            .get_or_insert_with(|| schedule.idempotency_key(slot));
+        request.idempotency_key = Some(slot_key(schedule, slot, request.idempotency_key));
         plan_ingest(request).await
     }
 }

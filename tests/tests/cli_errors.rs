@@ -158,3 +158,51 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     assert!(!cwd.join("lake/rg").exists());
     terrace(cwd, &[], &["status", "999999"]).fails_with("job 999999 not found");
 }
+
+/// `query --output F --detach` used to create (or empty) F and return with nothing left
+/// to fill it; a query failing as it ran used to leave an existing F empty too.
+#[test]
+fn an_output_file_is_replaced_only_by_a_query_that_succeeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    write_flights_csv(&cwd.join("flights"), 1, 300);
+    ingest(cwd, &["flights/*.csv", "--into", "lake/f"]).ok();
+    let query = |extra: &[&str]| {
+        let mut args = vec!["query", "lake/f", "--where", "origin = 'JFK'"];
+        args.extend_from_slice(extra);
+        terrace(cwd, &[], &args)
+    };
+    let read = |name: &str| std::fs::read(cwd.join(name)).unwrap();
+    query(&["--columns", "origin", "carrier", "--output", "res.csv"]).ok();
+    let good = read("res.csv");
+    assert!(good.split(|b| *b == b'\n').count() > 2, "too few rows");
+    let (jobs_before, version_before) = (jobs(cwd), version(cwd, "lake/f"));
+
+    // With --detach: refused before anything is submitted or written.
+    query(&["--output", "res.csv", "--detach"])
+        .fails_with("--output res.csv cannot be used with --detach");
+    query(&["--output", "new.parquet", "--detach"]).fails_with("--detach");
+    assert_eq!(jobs(cwd), jobs_before, "a refused query reached the queue");
+    assert_eq!(read("res.csv"), good, "a refused query touched the output");
+    assert!(!cwd.join("new.parquet").exists());
+
+    // A query that fails as it runs (its map cannot cast the rows) leaves the output as
+    // it was, and no temporary file beside it.
+    let cast = "SELECT CAST(origin AS INT) AS o FROM part";
+    query(&["--map", cast, "--output", "res.csv"]).fails_with("query of lake/f failed");
+    assert_eq!(read("res.csv"), good, "a failed query touched the output");
+    query(&["--map", cast, "--output", "new.parquet"]).fails_with("query of lake/f failed");
+    assert!(!cwd.join("new.parquet").exists());
+    let names: Vec<String> = std::fs::read_dir(cwd)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    assert_eq!(version(cwd, "lake/f"), version_before);
+
+    // A query that succeeds replaces the output, in either way of delivering it.
+    query(&["--columns", "origin", "--limit", "1", "--output", "res.csv"]).ok();
+    assert_eq!(read("res.csv"), b"origin\nJFK\n");
+    query(&["--limit", "1", "--output", "res.parquet"]).ok();
+    assert!(read("res.parquet").starts_with(b"PAR1"));
+}

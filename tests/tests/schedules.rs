@@ -440,3 +440,50 @@ fn bad_schedules_are_refused_and_nothing_is_stored() {
     let jobs = world.run(&["jobs", "--json"]).ok();
     assert_eq!(jobs.stdout.trim(), "[]");
 }
+
+/// A template's `--idempotency-key ev` used to replace the slot's key, so every slot
+/// after the first committed nothing and still reported success.
+#[test]
+fn a_key_in_the_template_is_combined_with_the_slot() {
+    let world = World::new(false, 2);
+    world.clock.set("2026-01-03T00:00:00Z");
+    world
+        .run(&[
+            "schedule",
+            "add",
+            "keyed",
+            "--cron",
+            "0 2 * * *",
+            "--",
+            "ingest",
+            "landing/{date}/*.csv",
+            "--into",
+            "lake",
+            "--partition-on",
+            "day",
+            "--idempotency-key",
+            "ev",
+        ])
+        .ok();
+    for (d, day) in [(1, "2026-01-01"), (2, "2026-01-02")] {
+        let out = world.run(&["schedule", "run", "keyed", "--at", day]).ok();
+        assert!(
+            out.stdout
+                .starts_with(&format!("ingested {} rows", rows_of_day(d))),
+            "{}",
+            out.stdout
+        );
+    }
+    assert_eq!(world.rows_by_day("lake"), expected_rows(&[1, 2]));
+    let again = world
+        .run(&["schedule", "run", "keyed", "--at", "2026-01-02"])
+        .ok();
+    assert!(
+        again.stdout.contains(
+            "nothing ingested: idempotency key schedule:keyed:2026-01-02T02:00:00Z:ev already committed"
+        ),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(world.rows_by_day("lake"), expected_rows(&[1, 2]));
+}

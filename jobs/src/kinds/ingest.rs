@@ -58,7 +58,8 @@ pub struct IngestRequest {
     /// Partition columns, bucket columns and bucket count; for an existing dataset they
     /// must be the dataset's or left empty.
     pub layout: Layout,
-    /// Sort the rows of each written file by these columns.
+    /// Sort the rows of each row group by these columns (each row group on its own,
+    /// not a whole file).
     pub sort_by: Vec<String>,
     /// Rows per Parquet row group (default: the writer's).
     pub row_group_rows: Option<usize>,

@@ -7,8 +7,10 @@
 //! and the rest change nothing. A scheduler that dies before that transaction leaves the
 //! slot unfired, and the next tick of any scheduler fires it. The fired job is an
 //! ordinary job whose origin names the schedule and slot; an ingest also carries the
-//! idempotency key `schedule:<name>:<slot>` into its commit, so a manual re-run of a slot
-//! (`schedule run --at`) that was already ingested commits nothing.
+//! idempotency key `schedule:<name>:<slot>` into its commit (the CLI appends a key the
+//! template gives), so a manual re-run of a slot (`schedule run --at`) that was already
+//! ingested commits nothing, as long as the version that committed it has not been
+//! removed by gc.
 
 mod cadence;
 mod scheduler;
