@@ -1,7 +1,7 @@
 //! Every bad input the CLI issue lists: one clear line, exit code 1, no panic, and no
 //! change to the dataset or the queue.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use terrace_tests::{Output, terrace, write_flights_csv};
 
@@ -157,4 +157,76 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     assert!(zero.stderr.contains("--row-group-rows"), "{}", zero.stderr);
     assert!(!cwd.join("lake/rg").exists());
     terrace(cwd, &[], &["status", "999999"]).fails_with("job 999999 not found");
+}
+
+/// Every file under `dir` with its size, sorted: a dataset that did not change lists the
+/// same.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A small flights dataset `lake/f` partitioned on origin (EWR, JFK, LGA), at version 1.
+fn flights_lake(cwd: &Path) {
+    write_flights_csv(&cwd.join("flights"), 1, 300);
+    ingest(
+        cwd,
+        &[
+            "flights/*.csv",
+            "--into",
+            "lake/f",
+            "--partition-on",
+            "origin",
+        ],
+    )
+    .ok();
+}
+
+/// `--where "origin = NULL"` was accepted and matched nothing: `delete` printed "no
+/// partition matched" and `query` returned 0 rows. Each command that takes --where
+/// refuses it before anything is queued and says to write IS [NOT] NULL.
+#[test]
+fn where_with_a_comparison_to_null_is_refused_by_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    flights_lake(cwd);
+    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+    for (predicate, suggestion) in [
+        ("origin = NULL", "origin IS NULL"),
+        ("origin != NULL", "origin IS NOT NULL"),
+        ("NULL = origin", "origin IS NULL"),
+        (
+            "origin IN ('JFK', NULL)",
+            "origin IS NULL OR origin IN ('JFK')",
+        ),
+    ] {
+        for command in ["query", "explain", "delete"] {
+            let out = terrace(cwd, &[], &[command, "lake/f", "--where", predicate]);
+            let out = out.fails_with("\"origin\" is compared with NULL");
+            assert!(out.stderr.contains(suggestion), "{command}: {}", out.stderr);
+        }
+    }
+    assert_eq!(
+        jobs(cwd),
+        jobs_before,
+        "no refused request reached the queue"
+    );
+    assert_eq!(
+        files(&cwd.join("lake")),
+        files_before,
+        "the dataset is untouched"
+    );
 }
