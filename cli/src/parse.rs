@@ -33,6 +33,15 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long a duration (at most {} s)", u64::MAX))
 }
 
+/// A count of 1 or more (a worker's slots: 0 would run nothing).
+pub fn positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be 1 or more".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `256MiB`, `1GB`, `64k`, or plain bytes.
 pub fn size(text: &str) -> Result<u64, String> {
     let text = text.trim();
@@ -114,5 +123,13 @@ mod tests {
             duration("18446744073709551616").is_err(),
             "past u64 is refused too"
         );
+    }
+
+    /// Regression: `worker --concurrency 0` printed "0 slots" and ran one.
+    #[test]
+    fn a_count_of_zero_is_refused() {
+        assert_eq!(positive("0"), Err("must be 1 or more".to_string()));
+        assert_eq!(positive("4"), Ok(4));
+        assert!(positive("-1").is_err());
     }
 }

@@ -301,3 +301,58 @@ fn gc_refuses_a_retention_under_a_second_or_too_large() {
     assert_eq!(jobs(cwd), jobs_before, "no refused gc reached the queue");
     assert_eq!(files(&cwd.join("lake")), files_before, "gc removed nothing");
 }
+
+/// Flags that were accepted and then ignored: `worker --concurrency 0` ran one slot,
+/// `--workers` did nothing for `terrace worker` or with `--detach`, and the region
+/// column flags did nothing without `--regions`.
+#[test]
+fn flags_that_would_be_ignored_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    flights_lake(cwd);
+    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+
+    refused(cwd, &["worker", "--concurrency", "0"], "--concurrency");
+    refused(cwd, &["--workers", "2", "worker"], "--workers");
+    refused(cwd, &["worker", "--workers", "2"], "--concurrency");
+    refused(
+        cwd,
+        &["query", "lake/f", "--workers", "2", "--detach"],
+        "--detach",
+    );
+    refused(
+        cwd,
+        &[
+            "--detach",
+            "delete",
+            "lake/f",
+            "--where",
+            "origin = 'JFK'",
+            "--workers",
+            "1",
+        ],
+        "--workers",
+    );
+    for command in ["query", "explain"] {
+        refused(
+            cwd,
+            &[command, "lake/f", "--contig-column", "origin"],
+            "--regions",
+        );
+        refused(
+            cwd,
+            &[command, "lake/f", "--position-column", "flight"],
+            "--regions",
+        );
+    }
+    assert_eq!(
+        jobs(cwd),
+        jobs_before,
+        "no refused command reached the queue"
+    );
+    assert_eq!(
+        files(&cwd.join("lake")),
+        files_before,
+        "the dataset is untouched"
+    );
+}
