@@ -49,8 +49,8 @@ pub struct JobArg {
 /// `terrace worker`.
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// Tasks run at once (default: one per core).
-    #[arg(long)]
+    /// Tasks run at once, 1 or more (default: one per core).
+    #[arg(long, value_parser = crate::parse::positive)]
     pub concurrency: Option<usize>,
     /// Lease of a claimed task; a worker that dies loses its tasks after this (30s, 1m).
     #[arg(long, value_parser = crate::parse::duration, default_value = "30s")]
@@ -216,8 +216,9 @@ pub async fn retry(queue: &QueueArgs, args: JobArg) -> anyhow::Result<ExitCode> 
 /// Run a worker until SIGTERM or Ctrl-C.
 pub async fn worker(queue: &QueueArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let (q, _) = queue.connect().await?;
+    let concurrency = args.concurrency.unwrap_or_else(cores);
     let config = WorkerConfig::default()
-        .with_concurrency(args.concurrency.unwrap_or_else(cores))
+        .with_concurrency(concurrency)
         .with_lease(args.lease)
         .with_retention((!args.retention.is_zero()).then_some(args.retention));
     let worker = Worker::new(q.clone(), config);
@@ -225,7 +226,7 @@ pub async fn worker(queue: &QueueArgs, args: WorkerArgs) -> anyhow::Result<ExitC
         "terrace worker {} on {} ({} slots{}); SIGTERM or Ctrl-C drains and stops",
         worker.id(),
         q.backend_name(),
-        args.concurrency.unwrap_or_else(cores),
+        concurrency,
         if args.no_scheduler {
             ""
         } else {

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
-/// `500ms`, `30s`, `15m`, `12h`, `7d`, `2w`, or plain seconds.
+/// `500ms`, `30s`, `15m`, `12h`, `7d`, `2w`, or plain seconds. A value too large for a
+/// [`Duration`] is an error (it would wrap around in a release build).
 pub fn duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -27,7 +28,18 @@ pub fn duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs(n * seconds))
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long a duration (at most {} s)", u64::MAX))
+}
+
+/// A count of 1 or more (a worker's slots: 0 would run nothing).
+pub fn positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be 1 or more".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `256MiB`, `1GB`, `64k`, or plain bytes.
@@ -80,6 +92,7 @@ mod tests {
         assert_eq!(duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(duration("50ms"), Ok(Duration::from_millis(50)));
         assert!(duration("7y").unwrap_err().contains("unit"));
+        assert_eq!(duration("0s"), Ok(Duration::ZERO));
         assert_eq!(size("256MiB"), Ok(256 * 1024 * 1024));
         assert_eq!(size("1.5k"), Ok(1536));
         assert!(size("lots").is_err());
@@ -88,5 +101,35 @@ mod tests {
             "2026-11-23T00:00:00+00:00"
         );
         assert!(time("yesterday").is_err());
+    }
+
+    /// Regression: `n * seconds` wrapped around in release builds (and panicked in debug
+    /// ones), so a huge `--retention` became a short one.
+    #[test]
+    fn a_duration_too_large_is_an_error_not_a_wrapped_value() {
+        let weeks = u64::MAX / (7 * 86_400) + 1;
+        let err = duration(&format!("{weeks}w")).unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        assert!(duration("18446744073709551615d").is_err());
+        assert_eq!(
+            duration("18446744073709551615s"),
+            Ok(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(
+            duration(&format!("{}w", weeks - 1)),
+            Ok(Duration::from_secs((weeks - 1) * 7 * 86_400))
+        );
+        assert!(
+            duration("18446744073709551616").is_err(),
+            "past u64 is refused too"
+        );
+    }
+
+    /// Regression: `worker --concurrency 0` printed "0 slots" and ran one.
+    #[test]
+    fn a_count_of_zero_is_refused() {
+        assert_eq!(positive("0"), Err("must be 1 or more".to_string()));
+        assert_eq!(positive("4"), Ok(4));
+        assert!(positive("-1").is_err());
     }
 }

@@ -27,8 +27,9 @@ pub struct QueueArgs {
     /// Job queue: postgres://… or a SQLite file (default .terrace/queue.db).
     #[arg(long, env = "TERRACE_DB", global = true)]
     pub db: Option<String>,
-    /// Workers to run in this process (default: one per core with SQLite, none with
-    /// PostgreSQL, where `terrace worker` processes run the tasks).
+    /// Workers to run in this process while a command waits for its job (default: one
+    /// per core with SQLite, none with PostgreSQL, where `terrace worker` processes run
+    /// the tasks). Not with --detach, which does not wait.
     #[arg(long, global = true)]
     pub workers: Option<usize>,
     /// Submit the job, print its id and return without waiting.

@@ -78,6 +78,22 @@ pub enum Error {
         /// Where.
         position: Position,
     },
+    /// A comparison with NULL (`a = NULL`, `a IN (NULL, …)`): never true under SQL's
+    /// three-valued logic, so it would silently match no row.
+    #[error(
+        "column {column:?} is compared with NULL ({operator}) in predicate at {position}; a \
+         comparison with NULL is never true and matches no row: use {suggestion}"
+    )]
+    NullComparison {
+        /// The column (or expression) compared with NULL.
+        column: String,
+        /// The comparison as SQL spells it (`=`, `!=`, `IN`, `BETWEEN`, …).
+        operator: String,
+        /// What to write instead (`origin IS NULL`, …).
+        suggestion: String,
+        /// Where.
+        position: Position,
+    },
     /// A predicate that is not a boolean expression, or otherwise invalid.
     #[error("invalid predicate {predicate:?}: {reason}")]
     InvalidPredicate {

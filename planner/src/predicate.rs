@@ -10,7 +10,10 @@
 //!   accepted against a non-string column only when it converts exactly (`d = '2024-01-31'`
 //!   on a date column), and is then replaced by the typed value;
 //! - operators and constructs that make no sense in a row filter (subqueries, aggregates,
-//!   window functions, JSON/regex operators, volatile functions).
+//!   window functions, JSON/regex operators, volatile functions);
+//! - a comparison with NULL (`a = NULL`, `a != NULL`, `a IN (NULL, …)`, `a BETWEEN NULL
+//!   AND 3`). SQL's three-valued logic makes it never true, so it would silently match no
+//!   row where `a IS NULL` or `a IS NOT NULL` was meant.
 //!
 //! Identifiers are matched exactly as written (DataFusion's lower-casing of unquoted
 //! identifiers is off), so a CSV header `Origin` is written `Origin` in a predicate.
@@ -104,6 +107,7 @@ impl Predicate {
     /// let p = Predicate::parse("a = 2 OR a IN (5, 7)", &schema)?;
     /// assert_eq!(p.sql(), "a = 2 OR a IN (5, 7)");
     /// assert!(Predicate::parse("a = 'x'", &schema).is_err());
+    /// assert!(Predicate::parse("a = NULL", &schema).is_err()); // `a IS NULL` is meant
     /// # Ok::<(), terrace_planner::Error>(())
     /// ```
     pub fn parse(sql: &str, schema: &Schema) -> Result<Predicate> {
@@ -538,6 +542,102 @@ fn check_literal(
     Err(mismatch())
 }
 
+/// A NULL literal, also cast or negated (`CAST(NULL AS INT)`, `-NULL`).
+fn is_null_literal(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal(v, _) => v.is_null(),
+        Expr::Cast(c) => is_null_literal(&c.expr),
+        Expr::TryCast(c) => is_null_literal(&c.expr),
+        Expr::Negative(inner) => is_null_literal(inner),
+        _ => false,
+    }
+}
+
+/// The error for `operand <operator> NULL`; `suggestion` turns the operand's name into
+/// what to write instead.
+fn null_comparison(
+    operand: &Expr,
+    operator: impl Into<String>,
+    suggestion: impl Fn(&str) -> String,
+    schema: &Schema,
+    position: &dyn Fn(&str) -> Position,
+) -> Error {
+    let (column, position) = match column_type(operand, schema) {
+        Some((name, _)) => (name.to_string(), position(name)),
+        None => (
+            expr_to_sql(operand).unwrap_or_else(|_| operand.to_string()),
+            Position::Unknown,
+        ),
+    };
+    Error::NullComparison {
+        suggestion: suggestion(&column),
+        operator: operator.into(),
+        column,
+        position,
+    }
+}
+
+/// Refuse comparisons with NULL: never true, they would silently match nothing.
+/// `IS [NOT] DISTINCT FROM NULL` is null-safe and stays allowed.
+fn check_null_comparison(
+    expr: &Expr,
+    schema: &Schema,
+    position: &dyn Fn(&str) -> Position,
+) -> Result<()> {
+    let refuse = |operand: &Expr, operator: String, suggestion: &dyn Fn(&str) -> String| {
+        Err(null_comparison(
+            operand, operator, suggestion, schema, position,
+        ))
+    };
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if is_comparison(*op)
+                && !matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom) =>
+        {
+            let operand = match (is_null_literal(left), is_null_literal(right)) {
+                (_, true) => left,
+                (true, false) => right,
+                (false, false) => return Ok(()),
+            };
+            let suggestion = |c: &str| match op {
+                Operator::Eq => format!("`{c} IS NULL`"),
+                Operator::NotEq => format!("`{c} IS NOT NULL`"),
+                _ => format!("`{c} IS NULL` or `{c} IS NOT NULL`"),
+            };
+            refuse(operand, op.to_string(), &suggestion)
+        }
+        Expr::InList(in_list) if in_list.list.iter().any(is_null_literal) => {
+            let others = in_list
+                .list
+                .iter()
+                .filter(|e| !is_null_literal(e))
+                .map(|e| expr_to_sql(e).unwrap_or_else(|_| e.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let negated = in_list.negated;
+            let suggestion = |c: &str| match (negated, others.is_empty()) {
+                (false, true) => format!("`{c} IS NULL`"),
+                (false, false) => format!("`{c} IS NULL OR {c} IN ({others})`"),
+                (true, true) => format!("`{c} IS NOT NULL`"),
+                (true, false) => format!("`{c} IS NOT NULL AND {c} NOT IN ({others})`"),
+            };
+            let operator = if negated { "NOT IN" } else { "IN" };
+            refuse(&in_list.expr, operator.to_string(), &suggestion)
+        }
+        Expr::Between(between)
+            if is_null_literal(&between.low) || is_null_literal(&between.high) =>
+        {
+            let suggestion = |c: &str| format!("`{c} IS NULL` or `{c} IS NOT NULL`");
+            refuse(&between.expr, "BETWEEN".to_string(), &suggestion)
+        }
+        Expr::Like(like) if is_null_literal(&like.pattern) => {
+            let suggestion = |c: &str| format!("`{c} IS NULL` or `{c} IS NOT NULL`");
+            refuse(&like.expr, "LIKE".to_string(), &suggestion)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn is_comparison(op: Operator) -> bool {
     matches!(
         op,
@@ -572,6 +672,7 @@ fn type_literals(
         Some(v) => Box::new(lit(v)),
         None => old,
     };
+    check_null_comparison(&expr, schema, position)?;
     match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) if is_comparison(op) => {
             if let (Some((name, t)), Some(v)) = (column_type(&left, schema), literal_of(&right)) {
@@ -846,6 +947,68 @@ mod tests {
         let err = Predicate::parse("random() < 0.5", &schema()).unwrap_err();
         assert!(matches!(err, Error::UnsupportedOperator { .. }), "{err:?}");
         assert!(Predicate::parse("  ", &schema()).is_err());
+    }
+
+    /// Regression: `origin = NULL` parsed, was never true, and `delete` / `query` matched
+    /// nothing without a word.
+    #[test]
+    fn comparison_with_null_is_refused_with_is_null_suggested() {
+        let refused = |sql: &str| match Predicate::parse(sql, &schema()) {
+            Err(Error::NullComparison {
+                column,
+                operator,
+                suggestion,
+                position,
+            }) => (column, operator, suggestion, position),
+            other => panic!("{sql}: {other:?}"),
+        };
+        let (column, operator, suggestion, position) = refused("a = 1 OR b = NULL");
+        assert_eq!((column.as_str(), operator.as_str()), ("b", "="));
+        assert_eq!(suggestion, "`b IS NULL`");
+        assert_eq!(
+            position,
+            Position::Text {
+                line: 1,
+                column: 10
+            }
+        );
+        assert_eq!(refused("b != NULL").2, "`b IS NOT NULL`");
+        assert_eq!(refused("b <> NULL").2, "`b IS NOT NULL`");
+        assert_eq!(refused("NULL = a").0, "a");
+        assert_eq!(refused("a = CAST(NULL AS BIGINT)").0, "a");
+        assert_eq!(refused("c < NULL").1, "<");
+        assert_eq!(refused("d >= NULL").0, "d");
+        assert_eq!(refused("b IN (NULL)").2, "`b IS NULL`");
+        assert_eq!(refused("b IN ('x', NULL)").2, "`b IS NULL OR b IN ('x')`");
+        assert_eq!(
+            refused("b NOT IN ('x', NULL)").2,
+            "`b IS NOT NULL AND b NOT IN ('x')`"
+        );
+        assert_eq!(refused("a BETWEEN NULL AND 3").1, "BETWEEN");
+        assert_eq!(refused("b LIKE NULL").1, "LIKE");
+        assert_eq!(refused("NOT (Mixed = NULL)").0, "Mixed");
+        let message = Predicate::parse("b = NULL", &schema())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("\"b\"") && message.contains("b IS NULL"),
+            "{message}"
+        );
+        // DNF lists get the same check; `== None` is kartothek's IS NULL and stays.
+        let dnf: Dnf = serde_json::from_str(r#"[[["b", "in", ["x", null]]]]"#).unwrap();
+        assert!(matches!(
+            Predicate::from_dnf(&dnf, &schema()),
+            Err(Error::NullComparison { .. })
+        ));
+        // What is meant is still accepted, and so are the null-safe comparisons.
+        for sql in [
+            "b IS NULL",
+            "b IS NOT NULL",
+            "b IS NOT DISTINCT FROM NULL",
+            "(b IS DISTINCT FROM NULL) OR a IN (1, 2)",
+        ] {
+            Predicate::parse(sql, &schema()).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
     }
 
     #[test]

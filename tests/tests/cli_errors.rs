@@ -1,9 +1,12 @@
 //! Every bad input the CLI issue lists: one clear line, exit code 1, no panic, and no
 //! change to the dataset or the queue.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use terrace_tests::{Output, terrace, write_flights_csv};
+use terrace_tests::{Output, terrace, terrace_bin, write_flights_csv};
 
 fn jobs(cwd: &Path) -> usize {
     let out = terrace(cwd, &[], &["jobs", "--json"]).ok();
@@ -205,4 +208,199 @@ fn an_output_file_is_replaced_only_by_a_query_that_succeeded() {
     assert_eq!(read("res.csv"), b"origin\nJFK\n");
     query(&["--limit", "1", "--output", "res.parquet"]).ok();
     assert!(read("res.parquet").starts_with(b"PAR1"));
+}
+
+/// Every file under `dir` with its size, sorted: a dataset that did not change lists the
+/// same.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A small flights dataset `lake/f` partitioned on origin (EWR, JFK, LGA), at version 1.
+fn flights_lake(cwd: &Path) {
+    write_flights_csv(&cwd.join("flights"), 1, 300);
+    ingest(
+        cwd,
+        &[
+            "flights/*.csv",
+            "--into",
+            "lake/f",
+            "--partition-on",
+            "origin",
+        ],
+    )
+    .ok();
+}
+
+/// Run terrace expecting a usage error: exit 2 with `needle` in stderr. A command that
+/// took the flags would run (a worker until stopped), so it is killed after 60 s and
+/// the test fails.
+fn refused(cwd: &Path, args: &[&str], needle: &str) {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let log = |stream: &str| cwd.join(format!("refused-{run}.{stream}"));
+    let mut child = Command::new(terrace_bin())
+        .current_dir(cwd)
+        .env_remove("TERRACE_DB")
+        .args(args)
+        .stdout(std::fs::File::create(log("out")).unwrap())
+        .stderr(std::fs::File::create(log("err")).unwrap())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "terrace {args:?} ran instead of refusing its flags:\n{}",
+                std::fs::read_to_string(log("err")).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(log("err")).unwrap();
+    assert_eq!(status.code(), Some(2), "terrace {args:?}:\n{stderr}");
+    assert!(
+        stderr.contains(needle),
+        "expected {needle:?} in the stderr of terrace {args:?}:\n{stderr}"
+    );
+}
+
+/// `--where "origin = NULL"` was accepted and matched nothing: `delete` printed "no
+/// partition matched" and `query` returned 0 rows. Each command that takes --where
+/// refuses it before anything is queued and says to write IS [NOT] NULL.
+#[test]
+fn where_with_a_comparison_to_null_is_refused_by_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    flights_lake(cwd);
+    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+    for (predicate, suggestion) in [
+        ("origin = NULL", "origin IS NULL"),
+        ("origin != NULL", "origin IS NOT NULL"),
+        ("NULL = origin", "origin IS NULL"),
+        (
+            "origin IN ('JFK', NULL)",
+            "origin IS NULL OR origin IN ('JFK')",
+        ),
+    ] {
+        for command in ["query", "explain", "delete"] {
+            let out = terrace(cwd, &[], &[command, "lake/f", "--where", predicate]);
+            let out = out.fails_with("\"origin\" is compared with NULL");
+            assert!(out.stderr.contains(suggestion), "{command}: {}", out.stderr);
+        }
+    }
+    assert_eq!(
+        jobs(cwd),
+        jobs_before,
+        "no refused request reached the queue"
+    );
+    assert_eq!(
+        files(&cwd.join("lake")),
+        files_before,
+        "the dataset is untouched"
+    );
+}
+
+/// `gc --retention 500ms` became a 0 s retention (no age safeguard for the files of
+/// running jobs), and a huge retention wrapped around in release builds.
+#[test]
+fn gc_refuses_a_retention_under_a_second_or_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    flights_lake(cwd);
+    // An older version and a leftover file that a 0 s retention would remove.
+    ingest(
+        cwd,
+        &["flights/*.csv", "--into", "lake/f", "--mode", "overwrite"],
+    )
+    .ok();
+    std::fs::write(cwd.join("lake/f/leftover.parquet"), b"x").unwrap();
+    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+
+    terrace(cwd, &[], &["gc", "lake/f", "--retention", "500ms"])
+        .fails_with("--retention: 500ms is not a whole number of seconds");
+    terrace(cwd, &[], &["gc", "lake/f", "--retention", "1500ms"])
+        .fails_with("not a whole number of seconds");
+    refused(
+        cwd,
+        &["gc", "lake/f", "--retention", "30500568904944w"],
+        "too long a duration",
+    );
+    assert_eq!(jobs(cwd), jobs_before, "no refused gc reached the queue");
+    assert_eq!(files(&cwd.join("lake")), files_before, "gc removed nothing");
+}
+
+/// Flags that were accepted and then ignored: `worker --concurrency 0` ran one slot,
+/// `--workers` did nothing for `terrace worker` or with `--detach`, and the region
+/// column flags did nothing without `--regions`.
+#[test]
+fn flags_that_would_be_ignored_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    flights_lake(cwd);
+    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+
+    refused(cwd, &["worker", "--concurrency", "0"], "--concurrency");
+    refused(cwd, &["--workers", "2", "worker"], "--workers");
+    refused(cwd, &["worker", "--workers", "2"], "--concurrency");
+    refused(
+        cwd,
+        &["query", "lake/f", "--workers", "2", "--detach"],
+        "--detach",
+    );
+    refused(
+        cwd,
+        &[
+            "--detach",
+            "delete",
+            "lake/f",
+            "--where",
+            "origin = 'JFK'",
+            "--workers",
+            "1",
+        ],
+        "--workers",
+    );
+    for command in ["query", "explain"] {
+        refused(
+            cwd,
+            &[command, "lake/f", "--contig-column", "origin"],
+            "--regions",
+        );
+        refused(
+            cwd,
+            &[command, "lake/f", "--position-column", "flight"],
+            "--regions",
+        );
+    }
+    assert_eq!(
+        jobs(cwd),
+        jobs_before,
+        "no refused command reached the queue"
+    );
+    assert_eq!(
+        files(&cwd.join("lake")),
+        files_before,
+        "the dataset is untouched"
+    );
 }

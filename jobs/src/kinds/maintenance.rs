@@ -74,15 +74,16 @@ pub async fn plan_delete(dataset: &str, predicate: &str) -> Result<NewJob> {
     .with_task(NewTask::new(0, json!({"delete": true}))))
 }
 
-/// Plan a garbage collection.
+/// Plan a garbage collection. The retention must be whole seconds (see [`GcSpec`]).
 pub async fn plan_gc(dataset: &str, retention: Duration, dry_run: bool) -> Result<NewJob> {
+    let retention_secs = whole_seconds(retention)?;
     let dataset = absolute(dataset)?;
     Dataset::open(&dataset)
         .await
         .map_err(Error::format(format!("opening {dataset}")))?;
     let spec = GcSpec {
         dataset,
-        retention_secs: retention.as_secs(),
+        retention_secs,
         dry_run,
     };
     Ok(NewJob::new(
@@ -90,6 +91,25 @@ pub async fn plan_gc(dataset: &str, retention: Duration, dry_run: bool) -> Resul
         serde_json::to_value(&spec).map_err(|e| Error::invalid("gc spec", e.to_string()))?,
     )
     .with_task(NewTask::new(0, json!({"gc": true}))))
+}
+
+/// The retention as the spec stores it. Cutting off a fraction would shorten the age
+/// safeguard that keeps the files of commits in progress, and a retention under a second
+/// would lose it entirely (`500ms` would become `0`), so both are refused; `0s` asked for
+/// outright (remove every unreferenced file now) stays allowed.
+fn whole_seconds(retention: Duration) -> Result<u64> {
+    if retention.subsec_nanos() != 0 {
+        return Err(Error::invalid(
+            "--retention",
+            format!(
+                "{retention:?} is not a whole number of seconds; gc counts retention in \
+                 seconds and would cut this down to {}s, removing files that jobs still \
+                 running may need (give 1s or more, or 0s to keep nothing back)",
+                retention.as_secs()
+            ),
+        ));
+    }
+    Ok(retention.as_secs())
 }
 
 pub(crate) async fn run_delete(spec: &DeleteSpec) -> Result<TaskOutput> {
@@ -214,4 +234,35 @@ pub(crate) async fn run_gc(spec: &GcSpec) -> Result<TaskOutput> {
     let result =
         serde_json::to_value(&report).map_err(|e| Error::invalid("gc report", e.to_string()))?;
     Ok(TaskOutput::new(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `gc --retention 500ms` became a 0 s retention through `as_secs`, which
+    /// let gc remove the files of commits still in progress.
+    #[tokio::test]
+    async fn a_retention_that_is_not_whole_seconds_is_refused_before_anything_is_opened() {
+        for retention in [Duration::from_millis(500), Duration::from_millis(1_500)] {
+            // The dataset does not exist: the retention is refused first.
+            let err = plan_gc("/nonexistent/terrace-gc", retention, true)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidRequest { what, .. } if what == "--retention"),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("whole number of seconds"), "{err}");
+        }
+        assert_eq!(whole_seconds(Duration::ZERO).unwrap(), 0);
+        assert_eq!(
+            whole_seconds(Duration::from_secs(7 * 86_400)).unwrap(),
+            604_800
+        );
+        assert_eq!(
+            whole_seconds(Duration::MAX - Duration::from_nanos(999_999_999)).unwrap(),
+            u64::MAX
+        );
+    }
 }
