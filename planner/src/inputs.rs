@@ -684,46 +684,26 @@ fn stored_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<Bytes>>> 
 async fn stream_json(file: &InputFile, schema: &SchemaRef, tx: &Sender) -> Result<()> {
     let read_schema = json_read_schema(schema);
     let mut decoder = json_decoder(&read_schema, BATCH_ROWS)?;
-    let mut line = 0u64;
     // The line of each row the decoder holds (a line may hold more than one object).
     let mut row_lines: Vec<u64> = Vec::new();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut body = file_chunks(file)?;
     let bad = |line: u64, e: arrow::error::ArrowError| Error::BadRow {
         path: file.location.clone(),
         line,
         reason: e.to_string(),
     };
-    loop {
-        let chunk = body.try_next().await?;
-        let done = chunk.is_none();
-        if let Some(chunk) = &chunk {
-            pending.extend_from_slice(chunk);
-        } else if !pending.is_empty() && pending.last() != Some(&b'\n') {
-            pending.push(b'\n');
-        }
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
-            line += 1;
-            let text = &pending[start..=start + end];
-            let mut offset = 0;
-            while offset < text.len() {
-                let read = decoder.decode(&text[offset..]).map_err(|e| bad(line, e))?;
-                offset += read;
-                row_lines.resize(decoder.len(), line);
-                if read == 0 || decoder.len() >= BATCH_ROWS {
-                    flush_json(file, schema, &read_schema, &mut decoder, &mut row_lines, tx)
-                        .await?;
-                    if read == 0 && offset < text.len() {
-                        break;
-                    }
+    let mut lines = file_lines(file)?;
+    while let Some((line, text)) = lines.try_next().await? {
+        let mut offset = 0;
+        while offset < text.len() {
+            let read = decoder.decode(&text[offset..]).map_err(|e| bad(line, e))?;
+            offset += read;
+            row_lines.resize(decoder.len(), line);
+            if read == 0 || decoder.len() >= BATCH_ROWS {
+                flush_json(file, schema, &read_schema, &mut decoder, &mut row_lines, tx).await?;
+                if read == 0 && offset < text.len() {
+                    break;
                 }
             }
-            start += end + 1;
-        }
-        pending.drain(..start);
-        if done {
-            break;
         }
     }
     flush_json(file, schema, &read_schema, &mut decoder, &mut row_lines, tx).await
@@ -849,38 +829,23 @@ async fn locate_json_error(
     error: arrow::error::ArrowError,
 ) -> Error {
     let found: Result<Option<(u64, arrow::error::ArrowError)>> = async {
-        let mut body = file_chunks(file)?;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut line = 0u64;
-        loop {
-            let chunk = body.try_next().await?;
-            let done = chunk.is_none();
-            if let Some(chunk) = &chunk {
-                pending.extend_from_slice(chunk);
-            } else if !pending.is_empty() && pending.last() != Some(&b'\n') {
-                pending.push(b'\n');
+        let mut all = file_lines(file)?;
+        while let Some((line, text)) = all.try_next().await? {
+            if line > *lines.end() {
+                break;
             }
-            let mut start = 0;
-            while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
-                line += 1;
-                if lines.contains(&line) {
-                    let text = &pending[start..=start + end];
-                    let mut decoder = json_decoder(read_schema, 1024)?;
-                    let outcome = decoder
-                        .decode(text)
-                        .and_then(|_| decoder.flush())
-                        .and_then(|batch| batch.map(|b| exact_integers(b, schema)).transpose());
-                    if let Err(e) = outcome {
-                        return Ok(Some((line, e)));
-                    }
+            if lines.contains(&line) {
+                let mut decoder = json_decoder(read_schema, 1024)?;
+                let outcome = decoder
+                    .decode(&text)
+                    .and_then(|_| decoder.flush())
+                    .and_then(|batch| batch.map(|b| exact_integers(b, schema)).transpose());
+                if let Err(e) = outcome {
+                    return Ok(Some((line, e)));
                 }
-                start += end + 1;
-            }
-            pending.drain(..start);
-            if done || line >= *lines.end() {
-                return Ok(None);
             }
         }
+        Ok(None)
     }
     .await;
     match found {
@@ -896,6 +861,38 @@ async fn locate_json_error(
         },
         Err(e) => e,
     }
+}
+
+/// The lines of a file's content with their numbers (from 1), each with its newline (one
+/// is added to a last line without it).
+fn file_lines(file: &InputFile) -> Result<BoxStream<'static, Result<(u64, Bytes)>>> {
+    let body = file_chunks(file)?;
+    let start = (body, bytes::BytesMut::new(), 0u64, false);
+    Ok(futures::stream::try_unfold(
+        start,
+        |(mut body, mut pending, mut line, mut done)| async move {
+            loop {
+                if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let text = pending.split_to(end + 1).freeze();
+                    line += 1;
+                    return Ok(Some(((line, text), (body, pending, line, done))));
+                }
+                if done {
+                    return Ok(None);
+                }
+                match body.try_next().await? {
+                    Some(chunk) => pending.extend_from_slice(&chunk),
+                    None => {
+                        done = true;
+                        if !pending.is_empty() {
+                            pending.extend_from_slice(b"\n");
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .boxed())
 }
 
 /// Feed a CSV file to a decoder chunk by chunk, flushing full batches.
