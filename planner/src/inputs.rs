@@ -321,18 +321,23 @@ pub async fn file_schema(file: &InputFile) -> Result<SchemaRef> {
 /// no logical type for (arrow-rs would store bare INT64 that other readers take for
 /// integers); milliseconds hold the same values and every reader knows them.
 fn storable_times(schema: &Schema) -> Schema {
+    retype(schema, |f| match f.data_type() {
+        DataType::Timestamp(arrow::datatypes::TimeUnit::Second, tz) => {
+            Some(f.clone().with_data_type(DataType::Timestamp(
+                arrow::datatypes::TimeUnit::Millisecond,
+                tz.clone(),
+            )))
+        }
+        _ => None,
+    })
+}
+
+/// `schema` with each field `change` gives a replacement for replaced; metadata kept.
+fn retype(schema: &Schema, change: impl Fn(&Field) -> Option<Field>) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Timestamp(arrow::datatypes::TimeUnit::Second, tz) => {
-                f.as_ref().clone().with_data_type(DataType::Timestamp(
-                    arrow::datatypes::TimeUnit::Millisecond,
-                    tz.clone(),
-                ))
-            }
-            _ => f.as_ref().clone(),
-        })
+        .map(|f| change(f).unwrap_or_else(|| f.as_ref().clone()))
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
@@ -369,19 +374,10 @@ pub async fn infer_schema(files: &[InputFile], max_files: usize) -> Result<Schem
 /// as nullable text, as DuckDB and polars do. Left as Arrow's `Null` type, the CSV reader
 /// would discard every later value of it without an error, and JSON could not hold one.
 fn strings_for_nulls(schema: &Schema) -> Schema {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Null => f
-                .as_ref()
-                .clone()
-                .with_data_type(DataType::Utf8)
-                .with_nullable(true),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
+    retype(schema, |f| {
+        (f.data_type() == &DataType::Null)
+            .then(|| f.clone().with_data_type(DataType::Utf8).with_nullable(true))
+    })
 }
 
 /// Merge two inferred schemas as [`infer_schema`] describes, or name the disagreement.
@@ -724,18 +720,11 @@ fn json_decoder(
 
 /// The schema JSON is decoded with: integer columns (top level) as text.
 fn json_read_schema(schema: &Schema) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            if f.data_type().is_integer() {
-                f.as_ref().clone().with_data_type(DataType::Utf8)
-            } else {
-                f.as_ref().clone()
-            }
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    Arc::new(retype(schema, |f| {
+        f.data_type()
+            .is_integer()
+            .then(|| f.clone().with_data_type(DataType::Utf8))
+    }))
 }
 
 /// Emit the decoder's rows as a batch of `schema`, or the error of the first bad line.
