@@ -77,6 +77,30 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
 }
 
+impl Command {
+    /// The command's name when it submits no job, so `--detach` and `--workers` (which
+    /// say how to wait for one) would do nothing.
+    fn runs_no_job(&self) -> Option<&'static str> {
+        match self {
+            Command::Quickstart(_)
+            | Command::Ingest(_)
+            | Command::Query(_)
+            | Command::Delete(_)
+            | Command::Gc(_) => None,
+            Command::Schedule(args) if args.runs_a_slot() => None,
+            Command::Schedule(_) => Some("schedule"),
+            Command::Explain(_) => Some("explain"),
+            Command::Inspect(_) => Some("inspect"),
+            Command::History(_) => Some("history"),
+            Command::Status(_) => Some("status"),
+            Command::Jobs(_) => Some("jobs"),
+            Command::Cancel(_) => Some("cancel"),
+            Command::Retry(_) => Some("retry"),
+            Command::Worker(_) => Some("worker"),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = parse_args();
@@ -119,6 +143,24 @@ fn command() -> clap::Command {
 /// they stand on different sides.
 fn check_flags(cli: &Cli) -> Result<(), clap::Error> {
     let conflict = |message: &str| Err(clap::Error::raw(ErrorKind::ArgumentConflict, message));
+    if let Some(name) = cli.command.runs_no_job() {
+        // `terrace worker --detach` used to start a worker in the foreground, and
+        // `inspect --workers 4` to read the dataset with no worker at all. `worker
+        // --workers` has its own message below.
+        let ignored = if cli.queue.detach {
+            Some("--detach")
+        } else if cli.queue.workers.is_some() && !matches!(cli.command, Command::Worker(_)) {
+            Some("--workers")
+        } else {
+            None
+        };
+        if let Some(flag) = ignored {
+            return conflict(&format!(
+                "{flag} only acts on commands that run a job (quickstart, ingest, query, \
+                 delete, gc, schedule run); `terrace {name}` runs none"
+            ));
+        }
+    }
     if cli.queue.workers.is_none() {
         return Ok(());
     }

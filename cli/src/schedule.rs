@@ -217,6 +217,14 @@ impl SchedulePlanner for CliPlanner {
     }
 }
 
+impl ScheduleArgs {
+    /// `schedule run` submits a slot's job and waits for it; the other subcommands only
+    /// read or change schedules.
+    pub fn runs_a_slot(&self) -> bool {
+        matches!(self.command, ScheduleCommand::Run(_))
+    }
+}
+
 /// Run `terrace schedule …`.
 pub async fn run(queue: &QueueArgs, args: ScheduleArgs) -> anyhow::Result<ExitCode> {
     match args.command {

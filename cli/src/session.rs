@@ -29,10 +29,12 @@ pub struct QueueArgs {
     pub db: Option<String>,
     /// Workers to run in this process while a command waits for its job (default: one
     /// per core with SQLite, none with PostgreSQL, where `terrace worker` processes run
-    /// the tasks). Not with --detach, which does not wait.
+    /// the tasks). Not with --detach, which does not wait, nor on commands that run no
+    /// job.
     #[arg(long, global = true)]
     pub workers: Option<usize>,
-    /// Submit the job, print its id and return without waiting.
+    /// Submit the job, print its id and return without waiting (commands that run a
+    /// job: quickstart, ingest, query, delete, gc, schedule run).
     #[arg(long, global = true)]
     pub detach: bool,
 }

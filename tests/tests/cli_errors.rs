@@ -351,8 +351,9 @@ fn gc_refuses_a_retention_under_a_second_or_too_large() {
 }
 
 /// Flags that were accepted and then ignored: `worker --concurrency 0` ran one slot,
-/// `--workers` did nothing for `terrace worker` or with `--detach`, and the region
-/// column flags did nothing without `--regions`.
+/// `--workers` did nothing for `terrace worker` or with `--detach`, `--detach` and
+/// `--workers` did nothing on commands that run no job, and the region column flags did
+/// nothing without `--regions`.
 #[test]
 fn flags_that_would_be_ignored_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -381,6 +382,40 @@ fn flags_that_would_be_ignored_are_usage_errors() {
         ],
         "--workers",
     );
+    let no_job: [&[&str]; 6] = [
+        &["worker"],
+        &["status"],
+        &["jobs"],
+        &["inspect", "lake/f"],
+        &["explain", "lake/f", "--where", "origin = 'JFK'"],
+        &["schedule", "list"],
+    ];
+    for command in no_job {
+        for (flag, value) in [("--detach", None), ("--workers", Some("2"))] {
+            if command == ["worker"] && flag == "--workers" {
+                continue; // refused above, pointing at --concurrency
+            }
+            let mut args = command.to_vec();
+            args.push(flag);
+            args.extend(value);
+            refused(
+                cwd,
+                &args,
+                &format!("{flag} only acts on commands that run a job"),
+            );
+        }
+    }
+    // `schedule run` does run a job, so --detach is not refused there (the schedule does
+    // not exist, which is the error).
+    let run = [
+        "schedule",
+        "run",
+        "nightly",
+        "--at",
+        "2026-11-23",
+        "--detach",
+    ];
+    terrace(cwd, &[], &run).fails_with("no schedule named \"nightly\"");
     for command in ["query", "explain"] {
         refused(
             cwd,
