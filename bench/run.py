@@ -1007,8 +1007,9 @@ def report(args, info, started, case_list, all_steps, queue) -> str:
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--terrace", default=os.environ.get("TERRACE_BIN", str(ROOT / "target/release/terrace")),
-                   help="the terrace binary (default $TERRACE_BIN or target/release/terrace)")
+    p.add_argument("--terrace", default=os.environ.get("TERRACE_BIN"),
+                   help="the terrace binary (default $TERRACE_BIN, else target/release/terrace, built "
+                        "with cargo once the arguments are checked)")
     p.add_argument("--runs", type=int, help="runs per system and step (default 3; 1 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test: lineitem SF 0.01, 1 run, 2,000 queue tasks, results to target/bench-results")
@@ -1037,7 +1038,13 @@ def parse_args():
               [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown case or system: {', '.join(unknown)}")
+    build = args.terrace is None
+    args.terrace = args.terrace or str(ROOT / "target/release/terrace")
     if "terrace" in args.systems and set(args.only) - {"queue"}:
+        if build:
+            # Built here, after the checks above, so that a mistyped option is refused at
+            # once rather than after a release build (half an hour on a new machine).
+            subprocess.run(["cargo", "build", "--release", "--bin", "terrace"], cwd=ROOT, check=True)
         args.terrace = str(Path(args.terrace).resolve())
         if not os.access(args.terrace, os.X_OK):
             p.error(f"no terrace binary at {args.terrace} (build it or set TERRACE_BIN)")

@@ -143,34 +143,29 @@ fn command() -> clap::Command {
 /// they stand on different sides.
 fn check_flags(cli: &Cli) -> Result<(), clap::Error> {
     let conflict = |message: &str| Err(clap::Error::raw(ErrorKind::ArgumentConflict, message));
-    if let Some(name) = cli.command.runs_no_job() {
-        // `terrace worker --detach` used to start a worker in the foreground, and
-        // `inspect --workers 4` to read the dataset with no worker at all. `worker
-        // --workers` has its own message below.
-        let ignored = if cli.queue.detach {
-            Some("--detach")
-        } else if cli.queue.workers.is_some() && !matches!(cli.command, Command::Worker(_)) {
-            Some("--workers")
-        } else {
-            None
-        };
-        if let Some(flag) = ignored {
-            return conflict(&format!(
-                "{flag} only acts on commands that run a job (quickstart, ingest, query, \
-                 delete, gc, schedule run); `terrace {name}` runs none"
-            ));
-        }
-    }
-    if cli.queue.workers.is_none() {
-        return Ok(());
-    }
-    if matches!(cli.command, Command::Worker(_)) {
+    let workers = cli.queue.workers.is_some();
+    if workers && matches!(cli.command, Command::Worker(_)) {
         return conflict(
             "--workers sets how many workers a command runs while it waits for its job; \
              `terrace worker` is one worker: give its slots with --concurrency",
         );
     }
-    if cli.queue.detach {
+    // `terrace worker --detach` used to start a worker in the foreground, and `inspect
+    // --workers 4` to read the dataset with no worker at all.
+    if let Some(name) = cli.command.runs_no_job()
+        && (cli.queue.detach || workers)
+    {
+        let flag = if cli.queue.detach {
+            "--detach"
+        } else {
+            "--workers"
+        };
+        return conflict(&format!(
+            "{flag} only acts on commands that run a job (quickstart, ingest, query, delete, \
+             gc, schedule run); `terrace {name}` runs none"
+        ));
+    }
+    if workers && cli.queue.detach {
         return conflict(
             "--workers cannot be used with --detach: the workers run while a command \
              waits for its job, and --detach does not wait",
