@@ -181,6 +181,7 @@ impl CommitBuilder {
         let added_segments = write_segments(&location, added, &schema, &base).await?;
         let added_indices = crate::index::write_indices(&location, added, &base, &schema).await?;
 
+        crate::pause::before_version_put().await;
         let mut current = base.clone();
         let mut attempt = 0u32;
         loop {

@@ -42,6 +42,7 @@ mod layout;
 mod location;
 mod manifest;
 mod nan;
+mod pause;
 mod reader;
 mod schema;
 mod stats;
@@ -65,6 +66,7 @@ pub use manifest::{
     decode_file_report, encode_file_report, is_stats_type,
 };
 pub use nan::{may_hold_nan, nan_free};
+pub use pause::PAUSE_BEFORE_PUT_VAR;
 pub use reader::{RowGroupSelection, ScanRequest, read_data_files};
 pub use schema::{SchemaEvolution, conform_batch, file_schema, reconcile};
 pub use writer::{DataFileWriter, WriterOptions, scratch_properties};
