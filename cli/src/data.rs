@@ -49,12 +49,18 @@ pub struct DeleteArgs {
 pub struct GcArgs {
     /// Dataset path or URL.
     pub dataset: String,
-    /// Keep versions and files younger than this (30m, 12h, 7d).
+    /// Keep versions and files younger than this (24h, 3d, 7d); at least 24h unless
+    /// --force.
     #[arg(long, default_value = "7d", value_parser = crate::parse::duration)]
     pub retention: std::time::Duration,
     /// Report what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept a retention below the 24h floor. Files of jobs still writing may then be
+    /// removed (their commits fail and nothing is lost, but they must be run again); the
+    /// staging of unfinished jobs in this queue is kept anyway.
+    #[arg(long)]
+    pub force: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -103,7 +109,7 @@ pub async fn delete(queue: &QueueArgs, args: DeleteArgs) -> anyhow::Result<ExitC
 
 /// Garbage-collect a dataset.
 pub async fn gc(queue: &QueueArgs, args: GcArgs) -> anyhow::Result<ExitCode> {
-    let job = plan_gc(&args.dataset, args.retention, args.dry_run)
+    let job = plan_gc(&args.dataset, args.retention, args.dry_run, args.force)
         .await
         .with_context(|| format!("cannot collect garbage in {}", args.dataset))?;
     let dry_run = args.dry_run;

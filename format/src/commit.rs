@@ -4,10 +4,27 @@
 //! 2. Data files are already written under unique names; the commit first writes the
 //!    segments listing them (and index files), also under unique names. Nothing is
 //!    visible yet.
-//! 3. It creates version `N + 1` with `PutMode::Create`. Success is the commit. If the
+//! 3. Right before its first put it checks that every file it is about to reference
+//!    still exists (below).
+//! 4. It creates version `N + 1` with `PutMode::Create`. Success is the commit. If the
 //!    version exists, another writer won: the commit reads every version it has not seen,
 //!    checks each for a conflict, and if none conflicts rebuilds on top of the newest and
-//!    tries again after a jittered, growing pause.
+//!    tries again after a jittered, growing pause. Before each put, one listing from `N`
+//!    checks that `N` still exists (gc removes old versions) and that no version above
+//!    `N + 1` exists while `N + 1` does not: a version put into such a gap (a version file
+//!    removed by hand) would be acknowledged and never seen, so the commit is refused.
+//!
+//! The check of step 3 catches gc running with a short forced retention
+//! ([`crate::GcOptions::force`]) while the job was between writing its files and its
+//! put: the files are gone, a version listing them would fail every read, so the commit
+//! fails with [`Error::CommitFilesMissing`] and puts nothing. It covers the new segments
+//! and index files and also every new data file, one HEAD each, 64 at a time: on a local
+//! filesystem that is a `stat` per file; on S3 a HEAD costs a tenth of the PUT that wrote
+//! the file and the few seconds of a 10,000-file commit are small next to writing them.
+//! Checking only the segments would miss the common case: a gc that listed the data
+//! files before the commit task had written its segments. The check narrows the window
+//! to the moments between it and the put; the retention floor is what keeps a job's
+//! files out of gc's reach at all.
 //!
 //! Conflicts (see [`Operation::removes_files`]): appends never conflict. An overwrite or
 //! partition delete conflicts with any commit that touched one of its partitions since its
@@ -18,7 +35,11 @@
 //! A commit with an idempotency key that an earlier version already carries is a no-op
 //! and says so ([`Committed::duplicate_of`]): a re-run of a nightly slot cannot append
 //! its rows twice. Finding an earlier key reads every retained version file, which is one
-//! small GET per version.
+//! small GET per version. A version file that cannot be decoded is skipped with a
+//! warning rather than failing every append to the dataset: the trade-off is that a
+//! re-run whose earlier commit is exactly that damaged version commits its rows again.
+//! Store errors reading a version still fail the commit (they may be transient, and
+//! skipping them could let any re-run through).
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::Deref;
@@ -34,7 +55,8 @@ use rand::Rng;
 
 use crate::datafile::DataFile;
 use crate::dataset::{
-    Dataset, list_versions, load_snapshot, put_version, read_segment, write_latest_hint,
+    Dataset, list_versions, load_snapshot, put_version, read_segment, versions_from,
+    write_latest_hint,
 };
 use crate::error::{Error, Result};
 use crate::layout::partition_path;
@@ -182,13 +204,12 @@ impl CommitBuilder {
         let added_indices = crate::index::write_indices(&location, added, &base, &schema).await?;
 
         crate::pause::before_version_put().await;
+        ensure_files_exist(&location, &added_segments, &added_indices, added).await?;
         let mut current = base.clone();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            // A version put on top of a base that gc has removed could land in the gap gc
-            // left below newer versions, where no reader would ever see it: refuse.
-            ensure_version_exists(&location, current.version()).await?;
+            check_base(&location, current.version()).await?;
             let manifest = self
                 .build(
                     &location,
@@ -446,16 +467,32 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_micros((base_ms as f64 * 1000.0 * jitter) as u64)
 }
 
+/// The newest retained version carrying `key`. Version files that cannot be decoded are
+/// skipped with a warning (see the module docs), and so are versions gc removed since the
+/// listing.
 async fn find_idempotency_key(location: &Arc<Location>, key: &str) -> Result<Option<u64>> {
     let versions = list_versions(location).await?;
     let location = location.clone();
     let mut snapshots = futures::stream::iter(versions.into_iter().rev())
         .map(move |v| {
             let location = location.clone();
-            async move { load_snapshot(&location, v).await }
+            async move { (v, load_snapshot(&location, v).await) }
         })
         .buffered(16);
-    while let Some(snapshot) = snapshots.try_next().await? {
+    while let Some((version, loaded)) = snapshots.next().await {
+        let snapshot = match loaded {
+            Ok(snapshot) => snapshot,
+            Err(Error::VersionNotFound { .. }) => continue,
+            Err(e @ (Error::CorruptManifest { .. } | Error::UnsupportedFormatVersion { .. })) => {
+                tracing::warn!(
+                    version,
+                    error = %e,
+                    "skipping an unreadable version file while looking for the idempotency key"
+                );
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if snapshot.commit().idempotency_key.as_deref() == Some(key) {
             return Ok(Some(snapshot.version()));
         }
@@ -625,21 +662,204 @@ async fn remove_files(
     Ok((kept, files_removed, rows_removed))
 }
 
-/// Fail with [`Error::Conflict`] unless version `version` (a commit's base) still exists.
-async fn ensure_version_exists(location: &Location, version: u64) -> Result<()> {
-    let path = location.child(&crate::manifest::version_path(version));
-    match location.store.head(&path).await {
-        Ok(_) => Ok(()),
-        Err(object_store::Error::NotFound { .. }) => Err(Error::Conflict {
+/// Before putting version `base + 1`: `base` must still exist (a put on top of a base gc
+/// has removed would land in the gap gc left below newer versions), and no version may
+/// exist above `base + 1` while `base + 1` does not (a put into such a gap would be
+/// acknowledged and never seen). `base + 1` existing is a lost race, which the put finds.
+async fn check_base(location: &Location, base: u64) -> Result<()> {
+    let present = versions_from(location, base).await?;
+    if present.first() != Some(&base) {
+        return Err(Error::Conflict {
             location: location.display.clone(),
             reason: format!(
-                "the commit is based on version {version}, which gc has removed since; \
+                "the commit is based on version {base}, which gc has removed since; \
                  reopen the dataset and write again"
             ),
+        });
+    }
+    match present.get(1) {
+        Some(&next) if next > base + 1 => Err(Error::VersionGap {
+            location: location.display.clone(),
+            missing: base + 1,
+            newer: next,
         }),
-        Err(source) => Err(Error::ObjectStore {
-            path: path.to_string(),
-            source,
+        _ => Ok(()),
+    }
+}
+
+/// Fail with [`Error::CommitFilesMissing`] unless every file the commit adds (segments,
+/// index files, data files) still exists; see the module docs.
+async fn ensure_files_exist(
+    location: &Arc<Location>,
+    segments: &[SegmentSummary],
+    indices: &[crate::manifest::IndexFile],
+    files: &[DataFile],
+) -> Result<()> {
+    let relative: Vec<String> = segments
+        .iter()
+        .map(|s| s.path.clone())
+        .chain(indices.iter().map(|i| i.path.clone()))
+        .chain(files.iter().map(|f| f.path.clone()))
+        .collect();
+    let shared = location.clone();
+    let found: Vec<Option<String>> = futures::stream::iter(relative)
+        .map(move |relative| {
+            let location = shared.clone();
+            async move {
+                let path = location.child(&relative);
+                match location.store.head(&path).await {
+                    Ok(_) => Ok(None),
+                    Err(object_store::Error::NotFound { .. }) => Ok(Some(relative)),
+                    Err(e) => Err(Error::store(&path, e)),
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await?;
+    let missing: Vec<String> = found.into_iter().flatten().collect();
+    match missing.iter().min() {
+        None => Ok(()),
+        Some(example) => Err(Error::CommitFilesMissing {
+            location: location.display.clone(),
+            missing: missing.len(),
+            example: example.clone(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::manifest::version_path;
+    use crate::writer::tests::{batch, layout, rows, schema};
+    use crate::{Dataset, WriterOptions};
+
+    async fn write(dataset: &Dataset, start: i64) -> Vec<DataFile> {
+        let mut writer = dataset.writer(WriterOptions::default()).unwrap();
+        writer.write(batch(&rows(start, 50))).await.unwrap();
+        writer.finish().await.unwrap()
+    }
+
+    /// Versions 0 to `last` of a new dataset in `dir`, one handle per version.
+    async fn versions(dir: &TempDir, last: u64) -> Vec<Dataset> {
+        let location = dir.path().to_str().unwrap();
+        let mut dataset = Dataset::create(location, schema(), layout()).await.unwrap();
+        let mut handles = vec![dataset.clone()];
+        for v in 1..=last {
+            let files = write(&dataset, v as i64 * 1_000).await;
+            dataset = dataset.with_snapshot(dataset.append(files).commit().await.unwrap().snapshot);
+            handles.push(dataset.clone());
+        }
+        handles
+    }
+
+    /// Regression: with versions 0, 1, 2 and 4 and the `_latest` hint at 2, "latest" was
+    /// 2 (the hint, stepped forward while the next version existed), and the next append
+    /// was acknowledged as version 3, below version 4, where no reader saw it.
+    #[tokio::test]
+    async fn a_gap_below_a_stale_hint_is_seen_and_a_commit_into_it_is_refused() {
+        let dir = TempDir::new().unwrap();
+        let location = dir.path().to_str().unwrap();
+        let handles = versions(&dir, 4).await;
+        std::fs::remove_file(dir.path().join(version_path(3))).unwrap();
+        std::fs::write(dir.path().join(crate::dataset::LATEST_HINT), "2").unwrap();
+
+        let latest = Dataset::open(location).await.unwrap();
+        assert_eq!(latest.version(), 4);
+
+        // Writers still holding version 2 (or 1, which loses the race for 2 first) would
+        // put version 3 into the gap: refused, and nothing is written there.
+        for stale in [&handles[2], &handles[1]] {
+            let files = write(stale, 90_000).await;
+            let err = stale.append(files).commit().await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::VersionGap {
+                        missing: 3,
+                        newer: 4,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert!(!err.is_retryable());
+            assert!(err.to_string().contains("version 3"), "{err}");
+            assert!(!dir.path().join(version_path(3)).exists());
+        }
+
+        let files = write(&latest, 50_000).await;
+        let committed = latest.append(files).commit().await.unwrap();
+        assert_eq!(committed.version(), 5);
+        assert_eq!(Dataset::open(location).await.unwrap().version(), 5);
+        // A hint that names a version gc removed (or that is ahead) is not trusted either.
+        std::fs::write(dir.path().join(crate::dataset::LATEST_HINT), "9").unwrap();
+        assert_eq!(Dataset::open(location).await.unwrap().version(), 5);
+    }
+
+    /// The check right before the version put: a commit whose files are gone (gc with a
+    /// forced short retention ran meanwhile) fails and puts nothing.
+    #[tokio::test]
+    async fn a_commit_whose_files_are_gone_is_refused_and_puts_nothing() {
+        let dir = TempDir::new().unwrap();
+        let handles = versions(&dir, 1).await;
+        let dataset = &handles[1];
+        let files = write(dataset, 7_000).await;
+        assert!(files.len() > 1);
+        std::fs::remove_file(dir.path().join(&files[0].path)).unwrap();
+
+        let err = dataset.append(files.clone()).commit().await.unwrap_err();
+        match &err {
+            Error::CommitFilesMissing {
+                missing, example, ..
+            } => assert_eq!((*missing, example.as_str()), (1, files[0].path.as_str())),
+            other => panic!("{other:?}"),
+        }
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("nothing was committed"), "{err}");
+        let location = dir.path().to_str().unwrap();
+        assert_eq!(Dataset::open(location).await.unwrap().version(), 1);
+        assert!(!dir.path().join(version_path(2)).exists());
+    }
+
+    /// Regression: one corrupt older version file failed every append that carried an
+    /// idempotency key, since finding the key read every version.
+    #[tokio::test]
+    async fn a_corrupt_older_version_does_not_block_appends() {
+        let dir = TempDir::new().unwrap();
+        let handles = versions(&dir, 3).await;
+        let keyed = &handles[3];
+        let files = write(keyed, 4_000).await;
+        let v4 = keyed
+            .append(files)
+            .with_idempotency_key("nightly/1")
+            .commit()
+            .await
+            .unwrap();
+        assert_eq!(v4.version(), 4);
+        std::fs::write(dir.path().join(version_path(1)), b"{ not a version").unwrap();
+        let dataset = keyed.with_snapshot(v4.snapshot.clone());
+
+        let files = write(&dataset, 5_000).await;
+        let v5 = dataset
+            .append(files)
+            .with_idempotency_key("nightly/2")
+            .commit()
+            .await
+            .unwrap();
+        assert_eq!((v5.version(), v5.duplicate_of), (5, None));
+        // A key in a readable version is still found past the corrupt one.
+        let dataset = dataset.with_snapshot(v5.snapshot.clone());
+        let files = write(&dataset, 6_000).await;
+        let again = dataset
+            .append(files)
+            .with_idempotency_key("nightly/1")
+            .commit()
+            .await
+            .unwrap();
+        assert_eq!((again.version(), again.duplicate_of), (5, Some(4)));
     }
 }

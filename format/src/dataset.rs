@@ -47,8 +47,10 @@ pub struct Dataset {
 impl Dataset {
     /// Create an empty dataset (version 0) at `location`.
     ///
-    /// Refuses a location that already holds a dataset, an invalid layout, and a store
-    /// that cannot create objects only if absent.
+    /// Refuses a location that already holds a dataset, a location that holds objects
+    /// terrace did not write (a dataset is never created around a user's files, which gc
+    /// would then have to tell apart; see [`Dataset::check_create`]), an invalid layout,
+    /// and a store that cannot create objects only if absent.
     pub async fn create(location: &str, schema: SchemaRef, layout: Layout) -> Result<Dataset> {
         Self::create_with(
             location,
@@ -97,15 +99,7 @@ impl Dataset {
                 });
             }
         }
-        match latest_version(&location).await {
-            Ok(_) => {
-                return Err(Error::DatasetExists {
-                    location: location.display.clone(),
-                });
-            }
-            Err(Error::DatasetNotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        check_create(&location, &options.layout).await?;
         probe_conditional_put(&location).await?;
         let manifest = Manifest {
             dataset_id: uuid::Uuid::new_v4().to_string(),
@@ -147,6 +141,15 @@ impl Dataset {
                 manifest: Arc::new(manifest),
             },
         })
+    }
+
+    /// What [`Dataset::create`] would refuse about `location`, checked without writing:
+    /// a dataset already there ([`Error::DatasetExists`]), or an object that is not a name
+    /// terrace writes with `layout` ([`Error::LocationNotEmpty`]). Data files of `layout`
+    /// and anything under `_terrace/` are allowed: the first ingest writes its data files
+    /// before its commit creates the dataset.
+    pub async fn check_create(location: &str, layout: &Layout) -> Result<()> {
+        check_create(&Location::parse(location)?, layout).await
     }
 
     /// Open the latest version of the dataset at `location`.
@@ -469,8 +472,49 @@ pub(crate) async fn list_versions(location: &Location) -> Result<Vec<u64>> {
     Ok(versions)
 }
 
-/// The latest version: start from the hint, then step forward while the next version
-/// exists; without a usable hint, list the versions directory.
+/// See [`Dataset::check_create`].
+async fn check_create(location: &Location, layout: &Layout) -> Result<()> {
+    match latest_version(location).await {
+        Ok(_) => {
+            return Err(Error::DatasetExists {
+                location: location.display.clone(),
+            });
+        }
+        Err(Error::DatasetNotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let mut listing = location.store.list(Some(&location.root));
+    while let Some(meta) = listing
+        .try_next()
+        .await
+        .map_err(|e| Error::store(&location.root, e))?
+    {
+        let Some(relative) = location.relative(&meta.location) else {
+            continue;
+        };
+        if relative.starts_with("_terrace/") || crate::names::classify(&relative, layout).is_some()
+        {
+            continue;
+        }
+        return Err(Error::LocationNotEmpty {
+            location: location.display.clone(),
+            example: if relative.is_empty() {
+                "a file of that name".to_string()
+            } else {
+                relative
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The latest version: the newest version file listed after the hint's (one listing
+/// that starts there, however long the history), or the hint itself when there is none;
+/// without a usable hint, the whole versions directory.
+///
+/// Never the hint alone, nor the hint stepped forward one version at a time: with
+/// versions 0, 1, 2 and 4 (3 removed by hand) and the hint at 2, stepping would stop at 2,
+/// and the next commit would be acknowledged as version 3 and then never be seen under 4.
 pub(crate) async fn latest_version(location: &Location) -> Result<u64> {
     let hint = match get_bytes(location, &location.child(LATEST_HINT)).await {
         Ok(bytes) => std::str::from_utf8(&bytes)
@@ -482,17 +526,46 @@ pub(crate) async fn latest_version(location: &Location) -> Result<u64> {
         }) => None,
         Err(e) => return Err(e),
     };
-    let mut version = match hint {
-        Some(v) if exists(location, v).await? => v,
-        _ => *list_versions(location)
+    if let Some(hint) = hint {
+        if let Some(newest) = versions_from(location, hint.saturating_add(1))
             .await?
             .last()
-            .unwrap_or_else(|| unreachable!("list_versions never returns an empty list")),
-    };
-    while exists(location, version + 1).await? {
-        version += 1;
+        {
+            return Ok(*newest);
+        }
+        if exists(location, hint).await? {
+            return Ok(hint);
+        }
     }
-    Ok(version)
+    Ok(*list_versions(location)
+        .await?
+        .last()
+        .unwrap_or_else(|| unreachable!("list_versions never returns an empty list")))
+}
+
+/// The versions numbered `from` or more, ascending, from one listing that starts there
+/// (version file names sort as their numbers, and stores list from an offset).
+pub(crate) async fn versions_from(location: &Location, from: u64) -> Result<Vec<u64>> {
+    let prefix = location.child(VERSIONS_DIR);
+    let listing = match from.checked_sub(1) {
+        Some(below) => location
+            .store
+            .list_with_offset(Some(&prefix), &location.child(&version_path(below))),
+        None => location.store.list(Some(&prefix)),
+    };
+    let mut versions: Vec<u64> = listing
+        .map_err(|e| Error::store(&prefix, e))
+        .try_filter_map(|meta| async move {
+            Ok(meta
+                .location
+                .filename()
+                .and_then(parse_version_file_name)
+                .filter(|v| *v >= from))
+        })
+        .try_collect()
+        .await?;
+    versions.sort_unstable();
+    Ok(versions)
 }
 
 async fn exists(location: &Location, version: u64) -> Result<bool> {

@@ -239,6 +239,62 @@ pub enum Error {
         source: Box<datafusion::error::DataFusionError>,
     },
 
+    /// `create` found objects terrace did not write at the location.
+    #[error(
+        "refusing to create a dataset at {location}: it already holds {example}, which terrace \
+         did not write (a dataset needs an empty directory or prefix of its own)"
+    )]
+    LocationNotEmpty {
+        /// The dataset location.
+        location: String,
+        /// One of the objects found there, relative to the location.
+        example: String,
+    },
+
+    /// gc was asked for a retention below the floor that protects jobs still writing.
+    #[error(
+        "a gc retention of {retention} is below the {floor} floor that keeps the files of \
+         jobs still running; give --retention {floor} or more, or --force to go below it"
+    )]
+    RetentionBelowFloor {
+        /// The retention asked for.
+        retention: String,
+        /// [`crate::GC_RETENTION_FLOOR`].
+        floor: String,
+    },
+
+    /// Files a commit was about to reference were gone right before its version put (gc
+    /// with a short forced retention removed them while the job ran). Nothing was
+    /// committed; running the same commit again cannot succeed, the job must write again.
+    #[error(
+        "commit to {location} refused: {missing} file(s) it would reference no longer \
+         exist, e.g. {example} (removed while the job ran, by gc with a short --retention \
+         and --force?); nothing was committed, run the job again"
+    )]
+    CommitFilesMissing {
+        /// The dataset location.
+        location: String,
+        /// How many files are missing.
+        missing: usize,
+        /// One of them, relative to the dataset root.
+        example: String,
+    },
+
+    /// A version is missing below newer ones: a version put there would never be seen.
+    #[error(
+        "version {missing} of {location} is missing but version {newer} exists (a version \
+         file was removed by hand?); refusing to commit into the gap, where no reader would \
+         see the commit"
+    )]
+    VersionGap {
+        /// The dataset location.
+        location: String,
+        /// The missing version (the one this commit would have created).
+        missing: u64,
+        /// The oldest version above it.
+        newer: u64,
+    },
+
     /// A background task panicked or was cancelled.
     #[error("background task failed while {context}: {reason}")]
     Task {
@@ -253,19 +309,11 @@ impl Error {
     /// Whether running the same operation again may succeed.
     ///
     /// Transient store failures and lost commit races are retryable; bad input, corrupt
-    /// files and conflicts with another writer's overwrite are not.
+    /// files, permanent store failures (see [`is_retryable_store_error`]) and conflicts
+    /// with another writer's overwrite are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::ObjectStore { source, .. } => !matches!(
-                source,
-                object_store::Error::NotFound { .. }
-                    | object_store::Error::InvalidPath { .. }
-                    | object_store::Error::NotSupported { .. }
-                    | object_store::Error::NotImplemented { .. }
-                    | object_store::Error::PermissionDenied { .. }
-                    | object_store::Error::Unauthenticated { .. }
-                    | object_store::Error::UnknownConfigurationKey { .. }
-            ),
+            Error::ObjectStore { source, .. } => is_retryable_store_error(source),
             Error::CommitRetriesExhausted { .. } | Error::Task { .. } => true,
             _ => false,
         }
@@ -299,6 +347,178 @@ impl Error {
         Error::DataFusion {
             context: context.to_string(),
             source: Box::new(source),
+        }
+    }
+}
+
+/// Whether an object-store call that failed with `error` may succeed when tried again.
+///
+/// Not retryable: what the store answers the same way every time (not found, invalid
+/// path, unsupported, denied, unauthenticated, a bad configuration key), and failures
+/// whose cause is an I/O error that waiting does not fix ([`is_permanent_io_error`]).
+/// object_store's local filesystem reports most I/O failures as `Generic` with the
+/// `std::io::Error` in the source chain, so the chain is searched. Everything else
+/// (timeouts, connection resets, throttling, HTTP 5xx) is retryable.
+pub fn is_retryable_store_error(error: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    match error {
+        E::NotFound { .. }
+        | E::InvalidPath { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::UnknownConfigurationKey { .. } => false,
+        other => !has_permanent_io_cause(other),
+    }
+}
+
+/// Whether `error` or one of its sources is an I/O error that trying again will not fix
+/// ([`is_permanent_io_error`]): for errors of other layers that wrap store failures
+/// (a Parquet writer on an object store, say), which are otherwise retried.
+pub fn has_permanent_io_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && is_permanent_io_error(io)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Whether an I/O error is one that trying again will not fix: permission denied,
+/// read-only filesystem, no space or quota left, a file name too long or invalid, a
+/// path component that is a file, a file too large.
+///
+/// A full disk may be freed, but not in the seconds a task's retries wait; failing at
+/// once with the cause lets the user act instead of watching backoff warnings.
+pub fn is_permanent_io_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        error.kind(),
+        K::PermissionDenied
+            | K::ReadOnlyFilesystem
+            | K::StorageFull
+            | K::QuotaExceeded
+            | K::InvalidFilename
+            | K::NotADirectory
+            | K::IsADirectory
+            | K::FileTooLarge
+            | K::Unsupported
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, ErrorKind};
+    use std::sync::Arc;
+
+    use object_store::local::LocalFileSystem;
+    use object_store::path::Path;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+    use super::*;
+
+    fn generic(source: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(source),
+        }
+    }
+
+    /// An error that wraps another, as object_store's local errors wrap `io::Error`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("unable to open file: {source}")]
+    struct Wrapped {
+        #[source]
+        source: io::Error,
+    }
+
+    #[test]
+    fn permanent_io_failures_are_not_retried_wherever_they_sit_in_the_chain() {
+        let permanent = [
+            ErrorKind::PermissionDenied,
+            ErrorKind::ReadOnlyFilesystem,
+            ErrorKind::StorageFull,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::InvalidFilename,
+            ErrorKind::NotADirectory,
+            ErrorKind::IsADirectory,
+            ErrorKind::FileTooLarge,
+        ];
+        for kind in permanent {
+            let direct = generic(io::Error::from(kind));
+            let wrapped = generic(Wrapped {
+                source: io::Error::from(kind),
+            });
+            for source in [direct, wrapped] {
+                let e = Error::store("x", source);
+                assert!(!e.is_retryable(), "{kind:?}: {e}");
+            }
+        }
+        for kind in [
+            ErrorKind::ConnectionReset,
+            ErrorKind::TimedOut,
+            ErrorKind::Interrupted,
+            ErrorKind::NotFound,
+        ] {
+            let e = Error::store("x", generic(io::Error::from(kind)));
+            assert!(e.is_retryable(), "{kind:?}: {e}");
+        }
+        let plain = generic(io::Error::other(
+            "connection closed before message completed",
+        ));
+        assert!(is_retryable_store_error(&plain));
+        let denied = object_store::Error::PermissionDenied {
+            path: "x".into(),
+            source: "403".into(),
+        };
+        assert!(!is_retryable_store_error(&denied));
+    }
+
+    /// The errno values behind the issue's cases map to the kinds above.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn errno_values_of_the_permanent_cases_are_permanent() {
+        // EACCES, EPERM, ENOSPC, EROFS, ENAMETOOLONG, ENOTDIR, EDQUOT, EFBIG.
+        for errno in [13, 1, 28, 30, 36, 20, 122, 27] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(
+                is_permanent_io_error(&e),
+                "errno {errno}: {e} ({:?})",
+                e.kind()
+            );
+        }
+        // EAGAIN, ECONNRESET, ETIMEDOUT, EIO (a flaky disk or NFS may recover).
+        for errno in [11, 104, 110, 5] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(!is_permanent_io_error(&e), "errno {errno}: {e}");
+        }
+    }
+
+    /// Real failures of object_store's local store, which root cannot bypass: a path
+    /// component that is a file, and a name over 255 bytes.
+    #[tokio::test]
+    async fn local_store_failures_that_root_hits_too_are_permanent() {
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::write(dir.path().join("a-file"), b"x").unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let root = Path::from_absolute_path(dir.path()).unwrap();
+        let long = "n".repeat(300);
+        for relative in [
+            "a-file/below.parquet".to_string(),
+            format!("{long}/x.parquet"),
+        ] {
+            let path = crate::location::join(&root, &relative);
+            let source = store
+                .put(&path, PutPayload::from_static(b"data"))
+                .await
+                .unwrap_err();
+            let e = Error::store(&path, source);
+            assert!(!e.is_retryable(), "{relative}: {e:?}");
         }
     }
 }

@@ -41,6 +41,7 @@ mod index;
 mod layout;
 mod location;
 mod manifest;
+mod names;
 mod nan;
 mod pause;
 mod reader;
@@ -53,8 +54,10 @@ pub use commit::{CommitBuilder, Committed};
 pub use concat::{MIN_CONCAT_ROWS_PER_ROW_GROUP, concat_data_files, worth_concatenating};
 pub use datafile::{ColumnStats, DataFile, RowGroupStats};
 pub use dataset::{CreateOptions, Dataset};
-pub use error::{Error, Result};
-pub use gc::{GcOptions, GcReport};
+pub use error::{
+    Error, Result, has_permanent_io_cause, is_permanent_io_error, is_retryable_store_error,
+};
+pub use gc::{GC_RETENTION_FLOOR, GcOptions, GcReport};
 pub use layout::{
     Layout, NULL_PARTITION_MARKER, bucket_for_scalar, bucket_ids, data_file_name,
     decode_path_segment, encode_path_segment, iceberg_hash_scalar, murmur3_x86_32,

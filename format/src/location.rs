@@ -34,6 +34,9 @@ pub struct Location {
     /// The store is this machine's filesystem or memory, where a byte written costs a
     /// copy rather than a transfer (so scratch files are better left uncompressed).
     pub local: bool,
+    /// The root's directory when the store is the local filesystem (gc looks there for
+    /// the temporary files of killed puts, which the store's listing hides).
+    pub(crate) fs_root: Option<std::path::PathBuf>,
 }
 
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
@@ -96,6 +99,7 @@ impl Location {
                     store,
                     root,
                     local: true,
+                    fs_root: None,
                 })
             }
             _ => {
@@ -115,6 +119,7 @@ impl Location {
                     store: Arc::from(store),
                     root,
                     local: false,
+                    fs_root: None,
                 })
             }
         }
@@ -136,12 +141,25 @@ impl Location {
             store: Arc::new(store),
             root,
             local: true,
+            fs_root: Some(absolute),
         })
     }
 
     /// The object path of `relative` below the dataset root.
     pub fn child(&self, relative: &str) -> Path {
         join(&self.root, relative)
+    }
+
+    /// `path` relative to the dataset root (segments as the store spells them, joined by
+    /// `/`; empty for the root itself), or `None` when it is not below the root.
+    pub(crate) fn relative(&self, path: &Path) -> Option<String> {
+        let parts = path.prefix_match(&self.root)?;
+        Some(
+            parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
     }
 }
 

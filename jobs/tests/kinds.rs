@@ -533,7 +533,11 @@ async fn delete_removes_partitions_and_gc_collects_them() {
     assert_eq!(left, (0..90).filter(|i| i % 3 == 0).collect::<Vec<_>>());
 
     let job = env
-        .run(plan_gc(&dataset, Duration::ZERO, false).await.unwrap())
+        .run(
+            plan_gc(&dataset, Duration::ZERO, false, true)
+                .await
+                .unwrap(),
+        )
         .await;
     succeeded(&job);
     let report = job.result.unwrap();

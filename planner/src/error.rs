@@ -190,19 +190,13 @@ pub enum Error {
 
 impl Error {
     /// Whether trying again may succeed (transient store failures), as opposed to bad
-    /// input that fails the same way every time.
+    /// input that fails the same way every time. Store errors follow the format crate's
+    /// one rule ([`terrace_format::is_retryable_store_error`]): permanent I/O failures
+    /// (permission denied, no space, a name too long, …) are not retried.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::ObjectStore { source, .. } => !matches!(
-                source,
-                object_store::Error::NotFound { .. }
-                    | object_store::Error::InvalidPath { .. }
-                    | object_store::Error::NotSupported { .. }
-                    | object_store::Error::PermissionDenied { .. }
-                    | object_store::Error::Unauthenticated { .. }
-            ),
+            Error::ObjectStore { source, .. } => terrace_format::is_retryable_store_error(source),
             Error::Format { source, .. } => source.is_retryable(),
-            Error::Input { .. } => false,
             _ => false,
         }
     }
@@ -241,3 +235,30 @@ impl Error {
 
 /// The planner's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the planner kept a copy of the format crate's retry rule that had
+    /// drifted (it retried `NotImplemented`), and neither knew permanent I/O failures.
+    #[test]
+    fn store_errors_follow_the_format_crates_rule() {
+        let store = |source: object_store::Error| Error::ObjectStore {
+            path: "in/x.csv".into(),
+            source,
+        };
+        let io = |kind: std::io::ErrorKind| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(kind)),
+        };
+        assert!(!store(io(std::io::ErrorKind::PermissionDenied)).is_retryable());
+        assert!(!store(io(std::io::ErrorKind::InvalidFilename)).is_retryable());
+        assert!(store(io(std::io::ErrorKind::ConnectionReset)).is_retryable());
+        let unimplemented = object_store::Error::NotImplemented {
+            operation: "put".into(),
+            implementer: "x".into(),
+        };
+        assert!(!store(unimplemented).is_retryable());
+    }
+}

@@ -134,7 +134,7 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     );
 
     // A version removed by gc.
-    terrace(cwd, &[], &["gc", "lake/f", "--retention", "0s"]).ok();
+    terrace(cwd, &[], &["gc", "lake/f", "--retention", "0s", "--force"]).ok();
     terrace(cwd, &[], &["query", "lake/f", "--version", "1"]).fails_with("version 1");
     terrace(
         cwd,

@@ -209,6 +209,11 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
                 .layout
                 .validate(&input_schema)
                 .map_err(Error::format("checking the layout against the inputs"))?;
+            // The commit creates the dataset; refuse a directory holding other files now,
+            // before any task writes into it.
+            Dataset::check_create(&dataset_location, &request.layout)
+                .await
+                .map_err(Error::format(format!("creating {dataset_location}")))?;
             for column in &request.index_columns {
                 if input_schema.field_with_name(column).is_err() {
                     return Err(Error::invalid(

@@ -1,6 +1,6 @@
 //! Maintenance jobs of one task each: delete partitions, garbage collection.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,9 @@ use terrace_planner::Predicate;
 use super::common::absolute;
 use super::{KIND_DELETE, KIND_GC};
 use crate::error::{Error, Result};
-use crate::model::{NewJob, NewTask, TaskOutput};
+use crate::model::{JobState, NewJob, NewTask, TaskOutput};
+use crate::queue::Queue;
+use crate::worker::TaskContext;
 
 /// What a delete job stores as its spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +40,9 @@ pub struct GcSpec {
     pub retention_secs: u64,
     /// Report without removing.
     pub dry_run: bool,
+    /// Accept a retention below [`terrace_format::GC_RETENTION_FLOOR`].
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// Plan a partition-level delete: the predicate may name partition columns only (a
@@ -74,9 +79,21 @@ pub async fn plan_delete(dataset: &str, predicate: &str) -> Result<NewJob> {
     .with_task(NewTask::new(0, json!({"delete": true}))))
 }
 
-/// Plan a garbage collection. The retention must be whole seconds (see [`GcSpec`]).
-pub async fn plan_gc(dataset: &str, retention: Duration, dry_run: bool) -> Result<NewJob> {
+/// Plan a garbage collection. The retention must be whole seconds (see [`GcSpec`]) and
+/// at least [`terrace_format::GC_RETENTION_FLOOR`] unless `force`; both are checked
+/// before the dataset is opened or anything is queued.
+pub async fn plan_gc(
+    dataset: &str,
+    retention: Duration,
+    dry_run: bool,
+    force: bool,
+) -> Result<NewJob> {
     let retention_secs = whole_seconds(retention)?;
+    GcOptions::default()
+        .with_retention(retention)
+        .with_force(force)
+        .check()
+        .map_err(|e| Error::invalid("--retention", e.to_string()))?;
     let dataset = absolute(dataset)?;
     Dataset::open(&dataset)
         .await
@@ -85,6 +102,7 @@ pub async fn plan_gc(dataset: &str, retention: Duration, dry_run: bool) -> Resul
         dataset,
         retention_secs,
         dry_run,
+        force,
     };
     Ok(NewJob::new(
         KIND_GC,
@@ -216,24 +234,40 @@ async fn matching_partitions(
     Ok(out)
 }
 
-pub(crate) async fn run_gc(spec: &GcSpec) -> Result<TaskOutput> {
+pub(crate) async fn run_gc(spec: &GcSpec, ctx: &TaskContext) -> Result<TaskOutput> {
     let dataset = Dataset::open(&spec.dataset)
         .await
         .map_err(Error::format(format!("opening {}", spec.dataset)))?;
-    let report = dataset
-        .gc(GcOptions {
-            retention: Duration::from_secs(spec.retention_secs),
-            dry_run: spec.dry_run,
-            now: None,
-        })
-        .await
-        .map_err(Error::format(format!(
-            "collecting garbage in {}",
-            spec.dataset
-        )))?;
+    let live_runs = live_runs(ctx.queue()).await?;
+    let options = GcOptions::default()
+        .with_retention(Duration::from_secs(spec.retention_secs))
+        .with_dry_run(spec.dry_run)
+        .with_force(spec.force)
+        .with_live_runs(live_runs);
+    let report = dataset.gc(options).await.map_err(Error::format(format!(
+        "collecting garbage in {}",
+        spec.dataset
+    )))?;
     let result =
         serde_json::to_value(&report).map_err(|e| Error::invalid("gc report", e.to_string()))?;
     Ok(TaskOutput::new(result))
+}
+
+/// The run ids of every job in the queue that has not finished (queued or running), of
+/// any kind and on any dataset: run ids are unique, so a run of another dataset protects
+/// nothing here. Every job kind that stages files names its staging directory after its
+/// `run_id` (ingest, query; delete has one and stages nothing). Jobs submitted to another
+/// queue are not seen; the retention floor is what protects them.
+async fn live_runs(queue: &Queue) -> Result<BTreeSet<String>> {
+    let mut runs = BTreeSet::new();
+    for state in [JobState::Queued, JobState::Running] {
+        for job in queue.list_jobs(Some(state), i64::MAX).await? {
+            if let Some(run) = job.spec.get("run_id").and_then(|r| r.as_str()) {
+                runs.insert(run.to_string());
+            }
+        }
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]
@@ -246,7 +280,7 @@ mod tests {
     async fn a_retention_that_is_not_whole_seconds_is_refused_before_anything_is_opened() {
         for retention in [Duration::from_millis(500), Duration::from_millis(1_500)] {
             // The dataset does not exist: the retention is refused first.
-            let err = plan_gc("/nonexistent/terrace-gc", retention, true)
+            let err = plan_gc("/nonexistent/terrace-gc", retention, true, false)
                 .await
                 .unwrap_err();
             assert!(

@@ -103,7 +103,7 @@ impl Executor {
             }
             KIND_GC => {
                 let spec = GcSpec::deserialize(spec.as_ref()).map_err(malformed)?;
-                maintenance::run_gc(&spec).await
+                maintenance::run_gc(&spec, ctx).await
             }
             other => Err(Error::InvalidJob {
                 reason: format!(

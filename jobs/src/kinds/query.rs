@@ -514,7 +514,7 @@ fn parquet_error(path: &str, e: parquet::errors::ParquetError) -> Error {
     Error::Execution {
         context: format!("reading {path}"),
         reason: e.to_string(),
-        retryable: true,
+        retryable: !terrace_format::has_permanent_io_cause(&e),
     }
 }
 
@@ -659,7 +659,7 @@ async fn write_parquet(
     let write_err = |e: parquet::errors::ParquetError| Error::Execution {
         context: format!("writing {relative} in {}", loc.display),
         reason: e.to_string(),
-        retryable: true,
+        retryable: !terrace_format::has_permanent_io_cause(&e),
     };
     let mut writer =
         AsyncArrowWriter::try_new(object, first.schema(), Some(props)).map_err(write_err)?;
