@@ -103,14 +103,10 @@ impl CsvQuotes {
 
     /// Scan the next bytes of the content.
     pub(crate) fn scan(&mut self, buf: &[u8]) -> std::result::Result<(), QuoteError> {
-        for (at, &byte) in buf.iter().enumerate() {
-            match usize::try_from(self.offset)
-                .ok()
-                .and_then(|o| o.checked_add(at))
-            {
-                Some(pos) if pos < self.start.len() => self.start[pos] = byte,
-                _ => break,
-            }
+        if self.offset < UTF8_BOM.len() as u64 {
+            let have = self.offset as usize;
+            let take = (UTF8_BOM.len() - have).min(buf.len());
+            self.start[have..have + take].copy_from_slice(&buf[..take]);
         }
         // A byte order mark is not part of the first field: a quote after it opens one.
         let bom_end = (self.start == UTF8_BOM).then_some(UTF8_BOM.len() as u64);
