@@ -173,6 +173,29 @@ pub enum Error {
         data_type: DataType,
     },
 
+    /// A partition value whose directory name (`column=value`, percent-encoded) would be
+    /// longer than [`MAX_PARTITION_SEGMENT_BYTES`](crate::MAX_PARTITION_SEGMENT_BYTES).
+    /// Bad input, not a store failure: writing it again fails the same way.
+    #[error(
+        "partition column {column:?} has a value too long for a directory name: \
+         {value_start:?}{} ({value_bytes} bytes) makes a directory name of {segment_bytes} \
+         bytes once encoded, over the {limit} a file or directory name may have; partition \
+         on a shorter column (or on a prefix or hash of this one)",
+        if .value_start.len() < *.value_bytes { "…" } else { "" }
+    )]
+    PartitionValueTooLong {
+        /// The partition column.
+        column: String,
+        /// The value's first characters (about 40).
+        value_start: String,
+        /// The value's length in bytes.
+        value_bytes: usize,
+        /// The length of `column=value` once encoded.
+        segment_bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+
     /// A data-file path does not follow the dataset's partition layout.
     #[error("invalid partition path {path:?}: {reason}")]
     InvalidPartitionPath {

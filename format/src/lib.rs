@@ -59,8 +59,9 @@ pub use error::{
 };
 pub use gc::{GC_RETENTION_FLOOR, GcOptions, GcReport};
 pub use layout::{
-    Layout, NULL_PARTITION_MARKER, bucket_for_scalar, bucket_ids, data_file_name,
-    decode_path_segment, encode_path_segment, iceberg_hash_scalar, murmur3_x86_32,
+    Layout, MAX_PARTITION_SEGMENT_BYTES, NULL_PARTITION_MARKER, bucket_for_scalar, bucket_ids,
+    check_partition_value, check_partition_values, data_file_name, decode_path_segment,
+    encode_path_segment, encoded_segment_len, iceberg_hash_scalar, murmur3_x86_32,
     parse_partition_path, partition_path, partition_value_from_str, partition_value_to_string,
 };
 pub use location::Location;

@@ -34,6 +34,11 @@
 //!   rows are taken into compact arrays of their own, which wait for the row group (with
 //!   [`WriterOptions::sort_by`], sorted when it is encoded). A slice of the batch would
 //!   keep the whole batch alive for as long as any group waits.
+//! - **Partition values checked first.** A value whose directory name would be longer
+//!   than a file name may be ([`MAX_PARTITION_SEGMENT_BYTES`](crate::MAX_PARTITION_SEGMENT_BYTES))
+//!   fails the batch holding it before any file of that batch is opened, with an error
+//!   that is not retried; files of earlier batches are removed by
+//!   [`abort`](DataFileWriter::abort).
 //! - **NaN counted from the rows.** Parquet's statistics leave NaN out of a float
 //!   column's bounds, so the writer counts NaN per row group as it encodes (`nan.rs`);
 //!   a file or row group holding NaN gets unknown bounds for that column.
@@ -59,7 +64,7 @@ use std::collections::HashMap as StdHashMap;
 
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
-use crate::layout::{Layout, bucket_ids, data_file_name, partition_path};
+use crate::layout::{Layout, bucket_ids, check_partition_values, data_file_name, partition_path};
 use crate::nan::NanTracker;
 use crate::schema::column_list;
 use crate::stats::file_column_stats;
@@ -507,6 +512,14 @@ fn ingest(plan: &Plan, state: &mut State, batch: &RecordBatch) -> Result<()> {
         .props
         .get_or_insert_with(|| choose_properties(plan, batch));
     let groups = split(plan, batch)?;
+    // A partition value too long for a directory name fails the batch before any of its
+    // files is opened, as bad input (not retried): the store would refuse the path ("File
+    // name too long") only once the file's bytes were uploaded.
+    for group in &groups {
+        if !state.open.contains_key(&group.key) {
+            check_partition_values(&plan.layout.partition_on, &group.partition_values)?;
+        }
+    }
     for group in groups {
         if !state.open.contains_key(&group.key) {
             let (file, upload) = open_file(plan, props, group.partition_values, group.bucket)?;
@@ -1581,6 +1594,45 @@ pub(crate) mod tests {
                 start = end;
             }
         }
+    }
+
+    /// A partition value whose directory name would pass 255 bytes is refused before any
+    /// file of its batch is opened, as an error that is not retried, naming the column.
+    #[tokio::test]
+    async fn refuses_partition_values_too_long_for_a_directory_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let mut writer = DataFileWriter::new(
+            Arc::clone(&store),
+            Path::from("t"),
+            schema(),
+            layout(),
+            WriterOptions::default(),
+        )
+        .unwrap();
+        // "p1=" and 252 plain bytes make 255: the longest allowed.
+        let mut fine = rows(0, 2);
+        fine[0].p1 = Some("x".repeat(252));
+        fine[1].p1 = Some("é".repeat(42)); // 84 bytes, 252 once encoded
+        writer.write(batch(&fine)).await.unwrap();
+        let mut long = rows(10, 3);
+        long[2].p1 = Some(format!("{}{}", "y".repeat(250), "/zz"));
+        let err = writer.write(batch(&long)).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::PartitionValueTooLong { column, value_start, segment_bytes: 258, .. }
+                if column == "p1" && value_start == &"y".repeat(40)),
+            "{err}"
+        );
+        assert!(!err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("\"p1\""), "{err}");
+        writer.abort().await.unwrap();
+        let left: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(
+            check_partition_values(&["p1".into()], &[ScalarValue::Utf8(None)]).is_ok(),
+            "a null is written as the short marker"
+        );
     }
 
     #[tokio::test]

@@ -134,6 +134,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A CSV header cannot name the columns: a name is empty or used twice.
+    #[error("bad header in {path:?} at line {line}, column {column}: {reason}")]
+    BadHeader {
+        /// The input file.
+        path: String,
+        /// 1-based line of the header (1).
+        line: u64,
+        /// 1-based position of the column in the header.
+        column: usize,
+        /// Why.
+        reason: String,
+    },
     /// Two inputs disagree on a column.
     #[error(
         "inputs have different schemas: column {column:?} is {first_type} in {first:?} but {second_type} in {second:?}"

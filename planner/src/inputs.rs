@@ -19,6 +19,14 @@
 //! on a column are refused with an error naming both files and the column. A later file
 //! is checked when it is read: a CSV value that does not fit the schema is an error with
 //! the file and line number.
+//!
+//! What the readers would take silently is refused, naming the file and where (see
+//! `input_checks.rs`): an empty file (0 bytes), a CSV header with an empty or repeated
+//! column name (or a Parquet / Arrow schema with a repeated one, a JSON key that is
+//! empty), CSV quotes that never close, stray quotes inside unquoted fields and text
+//! after a closing quote (with the line where the field starts), and partition values
+//! too long for a directory name ([`check_partition_sample`]). A key repeated within
+//! one JSON object is one column and takes its last value, as JSON parsers do.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -37,6 +45,10 @@ use serde::{Deserialize, Serialize};
 use terrace_format::Location;
 
 use crate::error::{Error, Result};
+use crate::input_checks::{
+    CsvQuotes, QuoteError, check_csv_header, check_names, line_of, long_csv_partition_value,
+    long_json_partition_value,
+};
 
 /// Bytes read from the start of a text file to infer its schema.
 const INFER_BYTES: u64 = 4 << 20;
@@ -215,6 +227,9 @@ pub async fn list_inputs(
             });
         }
     }
+    if let Some(empty) = out.iter().find(|f| f.size_bytes == 0) {
+        return Err(empty_file(&empty.location));
+    }
     // A file named twice would be ingested twice: refuse rather than double its rows.
     let mut first_named_by: std::collections::HashMap<&str, &String> =
         std::collections::HashMap::new();
@@ -229,6 +244,19 @@ pub async fn list_inputs(
         }
     }
     Ok(out)
+}
+
+/// An input without content is refused, as pandas, polars and pyarrow refuse it ("No
+/// columns to parse", "empty CSV"): a CSV file without its header line has no columns,
+/// and an empty file among many is more likely a producer that died than a part with
+/// no rows (a part with no rows still has its header, or its Parquet footer).
+fn empty_file(path: &str) -> Error {
+    Error::Input {
+        path: path.to_string(),
+        reason: "the file is empty (0 bytes): it holds no header and no rows; leave it out \
+                 of the inputs"
+            .to_string(),
+    }
 }
 
 /// Up to `limit` bytes from the start of a file's content (decompressed when it is
@@ -283,23 +311,43 @@ pub async fn file_schema(file: &InputFile) -> Result<SchemaRef> {
         path: file.location.clone(),
         reason,
     };
-    match file.format {
-        InputFormat::Parquet => Ok(Arc::clone(parquet_builder(file).await?.schema())),
+    let schema = match file.format {
+        InputFormat::Parquet => Arc::clone(parquet_builder(file).await?.schema()),
         InputFormat::Csv => {
             let (bytes, whole) = head_bytes(file, INFER_BYTES).await?;
+            if bytes.is_empty() {
+                return Err(empty_file(&file.location));
+            }
+            // Quotes first: an unterminated one would make inference read one huge value.
+            let mut quotes = CsvQuotes::new();
+            let checked = match quotes.scan(&bytes) {
+                Ok(()) if whole => quotes.finish(),
+                other => other,
+            };
+            if let Err(e) = checked {
+                return Err(Error::BadRow {
+                    path: file.location.clone(),
+                    line: line_of(&bytes, e.offset()),
+                    reason: e.reason(),
+                });
+            }
             let bytes = complete_lines(&bytes, whole);
             let (schema, _) = arrow::csv::reader::Format::default()
                 .with_header(true)
                 .infer_schema(Cursor::new(bytes), None)
                 .map_err(|e| bad(format!("cannot infer a CSV schema: {e}")))?;
-            Ok(Arc::new(storable_times(&schema)))
+            check_csv_header(&schema, &file.location)?;
+            Arc::new(storable_times(&schema))
         }
         InputFormat::JsonLines => {
             let (bytes, whole) = head_bytes(file, INFER_BYTES).await?;
+            if bytes.is_empty() {
+                return Err(empty_file(&file.location));
+            }
             let bytes = complete_lines(&bytes, whole);
             let (schema, _) = arrow::json::reader::infer_json_schema(Cursor::new(bytes), None)
                 .map_err(|e| bad(format!("cannot infer a JSON schema: {e}")))?;
-            Ok(Arc::new(storable_times(&schema)))
+            Arc::new(storable_times(&schema))
         }
         InputFormat::ArrowStream => {
             let (bytes, _) = head_bytes(file, INFER_BYTES).await?;
@@ -312,9 +360,81 @@ pub async fn file_schema(file: &InputFile) -> Result<SchemaRef> {
             }
             decoder
                 .schema()
-                .ok_or_else(|| bad("no schema message at the start of the stream".to_string()))
+                .ok_or_else(|| bad("no schema message at the start of the stream".to_string()))?
         }
+    };
+    // Inference merges a JSON key seen twice into one column; an empty key, and a Parquet
+    // or Arrow schema naming two columns alike, are refused (CSV headers are checked
+    // above, with their positions).
+    check_names(&schema, &file.location)?;
+    Ok(schema)
+}
+
+/// [`check_partition_sample`] of one CSV or JSON-lines file.
+async fn check_partition_head(file: &InputFile, columns: &[String]) -> Result<()> {
+    let (bytes, whole) = head_bytes(file, PARTITION_SAMPLE_BYTES).await?;
+    let bytes = complete_lines(&bytes, whole);
+    let found = match file.format {
+        InputFormat::Csv => long_csv_partition_value(&bytes, columns),
+        _ => long_json_partition_value(&bytes, columns),
+    };
+    match found {
+        Some((line, e)) => Err(Error::BadRow {
+            path: file.location.clone(),
+            line,
+            reason: e.to_string(),
+        }),
+        None => Ok(()),
     }
+}
+
+/// Bytes read from the start of each text input to look for partition values too long
+/// for a directory name when the ingest is planned.
+const PARTITION_SAMPLE_BYTES: u64 = 1 << 20;
+
+/// Refuse, when an ingest is planned, a partition value of the inputs' first rows (the
+/// first MiB of each CSV and JSON-lines file) whose directory name `column=value` would
+/// be longer than [`MAX_PARTITION_SEGMENT_BYTES`](terrace_format::MAX_PARTITION_SEGMENT_BYTES)
+/// once encoded: an error naming the file, the line and the column, before any job is
+/// queued. Values past the sample, and those of Parquet and Arrow files, are refused by
+/// the writer before it writes anything. Only text columns of `schema` can be too long.
+pub async fn check_partition_sample(
+    files: &[InputFile],
+    schema: &Schema,
+    partition_on: &[String],
+) -> Result<()> {
+    let columns: Vec<String> = partition_on
+        .iter()
+        .filter(|c| {
+            schema.field_with_name(c).is_ok_and(|f| {
+                matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+            })
+        })
+        .cloned()
+        .collect();
+    if columns.is_empty() {
+        return Ok(());
+    }
+    // Owned, so the future is `Send` whatever lifetimes its caller's has.
+    let text_files: Vec<InputFile> = files
+        .iter()
+        .filter(|f| matches!(f.format, InputFormat::Csv | InputFormat::JsonLines))
+        .cloned()
+        .collect();
+    let columns = Arc::new(columns);
+    let mut checks = futures::stream::iter(text_files)
+        .map(move |file| {
+            let columns = Arc::clone(&columns);
+            async move { check_partition_head(&file, &columns).await }
+        })
+        .buffered(8);
+    while let Some(checked) = checks.next().await {
+        checked?;
+    }
+    Ok(())
 }
 
 /// Text inference gives timestamps without fractions the unit seconds, which Parquet has
@@ -359,6 +479,18 @@ fn complete_lines(bytes: &Bytes, whole: bool) -> Bytes {
 /// types, except that a column inference found only nulls in takes the other file's
 /// type, and integer / float inference differences widen to `Float64`.
 pub async fn infer_schema(files: &[InputFile], max_files: usize) -> Result<SchemaRef> {
+    Ok(infer_schema_and_unseen(files, max_files).await?.0)
+}
+
+/// [`infer_schema`], and the columns it saw no value of (all empty in the rows read, or
+/// no rows at all: a header-only CSV file), which it made nullable text. Into an
+/// existing dataset such a column is read with the dataset's type instead
+/// ([`with_types_of`]), so a header-only file appends nothing rather than failing on a
+/// type it does not hold a value of.
+pub async fn infer_schema_and_unseen(
+    files: &[InputFile],
+    max_files: usize,
+) -> Result<(SchemaRef, Vec<String>)> {
     let first = files
         .first()
         .ok_or_else(|| Error::invalid("inputs", "no input file"))?;
@@ -367,7 +499,29 @@ pub async fn infer_schema(files: &[InputFile], max_files: usize) -> Result<Schem
         let other = file_schema(file).await?;
         schema = merge_schemas(&schema, &first.location, &other, &file.location)?;
     }
-    Ok(Arc::new(strings_for_nulls(&schema)))
+    let unseen = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == &DataType::Null)
+        .map(|f| f.name().clone())
+        .collect();
+    Ok((Arc::new(strings_for_nulls(&schema)), unseen))
+}
+
+/// `schema` with each column of `columns` that `of` has taking its type there (and
+/// nullable: no value of it was seen).
+pub fn with_types_of(schema: &Schema, columns: &[String], of: &Schema) -> SchemaRef {
+    Arc::new(retype(schema, |f| {
+        if !columns.contains(f.name()) {
+            return None;
+        }
+        let target = of.field_with_name(f.name()).ok()?;
+        Some(
+            f.clone()
+                .with_data_type(target.data_type().clone())
+                .with_nullable(true),
+        )
+    }))
 }
 
 /// A column inference saw no value of in any file (all empty in the rows read) is taken
@@ -892,7 +1046,12 @@ async fn stream_csv(
 ) -> Result<()> {
     let mut body = file_chunks(file)?;
     let bad = |e: arrow::error::ArrowError| csv_error(&file.location, e);
+    let mut quotes = CsvQuotes::new();
     while let Some(chunk) = body.try_next().await? {
+        // Before the decoder sees the bytes: it would take them as they are.
+        if let Err(e) = quotes.scan(&chunk) {
+            return Err(quote_error(file, e).await);
+        }
         let mut offset = 0;
         while offset < chunk.len() {
             let read = decoder.decode(&chunk[offset..]).map_err(bad)?;
@@ -905,12 +1064,41 @@ async fn stream_csv(
             }
         }
     }
+    if let Err(e) = quotes.finish() {
+        return Err(quote_error(file, e).await);
+    }
     // Signal the end of input, then drain.
     decoder.decode(&[]).map_err(bad)?;
     while let Some(batch) = decoder.flush().map_err(bad)? {
         send(tx, batch).await?;
     }
     Ok(())
+}
+
+/// A quoting error of a CSV file as a [`Error::BadRow`] at the line where the field
+/// starts, counted by reading the file again up to it (an error path only).
+async fn quote_error(file: &InputFile, e: QuoteError) -> Error {
+    let counted: Result<u64> = async {
+        let mut chunks = file_chunks(file)?;
+        let (mut seen, mut line) = (0u64, 1u64);
+        while seen < e.offset() {
+            let Some(chunk) = chunks.try_next().await? else {
+                break;
+            };
+            line += line_of(&chunk, e.offset() - seen) - 1;
+            seen += chunk.len() as u64;
+        }
+        Ok(line)
+    }
+    .await;
+    match counted {
+        Ok(line) => Error::BadRow {
+            path: file.location.clone(),
+            line,
+            reason: e.reason(),
+        },
+        Err(read) => read,
+    }
 }
 
 fn csv_error(path: &str, e: arrow::error::ArrowError) -> Error {

@@ -491,3 +491,285 @@ async fn a_file_named_by_two_inputs_is_refused() {
     }
     assert_eq!(list_inputs(&[glob], None).await.unwrap().len(), 2);
 }
+
+/// The error of planning an ingest of the one file `path` (listing, then inference).
+async fn infer_error(path: &str) -> Error {
+    match list_inputs(&[path.to_string()], None).await {
+        Ok(files) => infer_schema(&files, 8).await.unwrap_err(),
+        Err(e) => e,
+    }
+}
+
+/// Empty and repeated CSV header names would make columns that cannot be told apart
+/// (a query returned `{"a":1,"a":1}` for a row holding 1, 2): refused with the column's
+/// position on line 1.
+#[tokio::test]
+async fn csv_headers_with_empty_or_repeated_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, column, what) in [
+        ("a,a\n1,2\n", 2, "names column 1 too"),
+        ("a,b,c,b\n1,2,3,4\n", 4, "\"b\""),
+        ("a,,c\n1,2,3\n", 2, "no name"),
+        (",a\n1,2\n", 1, "no name"),
+        ("a,b,\n1,2,3\n", 3, "no name"),
+        (",,\n1,2,3\n", 1, "names no column"),
+        (",\n", 1, "names no column"),
+    ] {
+        let path = write(dir.path(), "h.csv", text);
+        let err = infer_error(&path).await;
+        match &err {
+            Error::BadHeader {
+                path: p,
+                line: 1,
+                column: c,
+                reason,
+            } => {
+                assert_eq!(p, &path);
+                assert_eq!(*c, column, "{text:?}: {err}");
+                assert!(reason.contains(what), "{text:?}: {err}");
+            }
+            other => panic!("{text:?}: {other}"),
+        }
+    }
+    let path = write(dir.path(), "fine.csv", "a,b,\"c,d\"\n1,2,3\n");
+    let files = list_inputs(&[path], None).await.unwrap();
+    let schema = infer_schema(&files, 8).await.unwrap();
+    assert_eq!(schema.field(2).name(), "c,d");
+    let given = Schema::new(vec![
+        Field::new("a", DataType::Int64, true),
+        Field::new("a", DataType::Int64, true),
+    ]);
+    let err = terrace_planner::check_schema_names(&given).unwrap_err();
+    assert!(err.to_string().contains("columns 1 and 2"), "{err}");
+}
+
+/// A quote that never closes took the rest of the file into one value (exit 0); a stray
+/// quote inside an unquoted field, or text after a closing quote, was kept or glued to
+/// the value. Each is an error naming the line where the field starts: when planning for
+/// what inference reads, and as the file is read past it (across read chunks of 8 MiB).
+#[tokio::test]
+async fn csv_quotes_that_never_close_or_stray_name_the_line_of_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "origin,n,note\n";
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("origin", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("note", DataType::Utf8, true),
+    ]));
+    let mut good = String::from(header);
+    for i in 0..600_000 {
+        good.push_str(&format!("JFK,{i},\"a, b\"\n"));
+    }
+    assert!(good.len() > 9 << 20);
+    for (bad, what) in [
+        ("LGA,2,\"never closed\nEWR,3,x\n", "never closed"),
+        ("LGA,2,\"never closed", "never closed"),
+        ("LGA,2,ab\"c\n", "does not start with one"),
+        ("LGA,2, \"c\"\n", "does not start with one"),
+        ("LGA,2,\"ab\"c\n", "after the closing quote"),
+    ] {
+        // Small: found when planning. The second line holds a quoted newline, so the
+        // bad field starts on line 4.
+        let small = format!("{header}JFK,1,\"two\nlines\"\n{bad}");
+        let path = write(dir.path(), "small.csv", &small);
+        let err = infer_error(&path).await;
+        assert!(
+            matches!(&err, Error::BadRow { path: p, line: 4, reason } if p == &path && reason.contains(what)),
+            "{bad:?}: {err}"
+        );
+        // Big: past the 4 MiB inference reads and the first 8 MiB read chunk.
+        let line = good.lines().count() as u64 + 1;
+        let big = format!("{good}{bad}");
+        let path = write(dir.path(), "big.csv", &big);
+        let files = list_inputs(std::slice::from_ref(&path), None)
+            .await
+            .unwrap();
+        assert_eq!(infer_schema(&files, 8).await.unwrap(), schema);
+        let splits = split_inputs(&files, 1 << 30).await.unwrap();
+        let err = rows(splits[0].clone(), schema.clone()).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::BadRow { path: p, line: l, reason } if p == &path && *l == line && reason.contains(what)),
+            "{bad:?}: {err} (line {line})"
+        );
+    }
+}
+
+/// Quoted fields CSV allows are read as before: delimiters, doubled quotes, newlines,
+/// empty quoted values, CRLF line ends, a byte order mark and a quoted last field at
+/// the end of the file without a newline.
+#[tokio::test]
+async fn csv_quotes_that_csv_allows_are_read_as_before() {
+    use arrow::array::Array;
+    let dir = tempfile::tempdir().unwrap();
+    let text = "\u{feff}\"origin\",n,note\r\n\"JFK\",1,\"a, b\"\r\nLGA,2,\"say \"\"hi\"\"\"\r\n\
+                EWR,3,\"two\nlines\"\r\nJFK,4,\"\"\r\nLGA,5,\"end\"";
+    let path = write(dir.path(), "q.csv", text);
+    let (schema, batch) = read_all(&path).await.unwrap();
+    assert_eq!(schema.field(0).name(), "origin");
+    let note = batch
+        .column(2)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let notes: Vec<Option<&str>> = note.iter().collect();
+    assert_eq!(
+        notes,
+        [
+            Some("a, b"),
+            Some("say \"hi\""),
+            Some("two\nlines"),
+            None,
+            Some("end")
+        ]
+    );
+    assert_eq!(note.len(), 5);
+}
+
+/// An empty file is refused naming it, not "Range started at 0 and ended at 0"; a gzip
+/// file that decompresses to nothing too. A header-only file reads as no rows.
+#[tokio::test]
+async fn empty_files_are_refused_and_header_only_files_have_no_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["e.csv", "e.jsonl", "e.parquet", "e.arrow"] {
+        let path = write(dir.path(), name, "");
+        let err = list_inputs(std::slice::from_ref(&path), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Input { path: p, reason } if p == &path && reason.contains("is empty")),
+            "{err}"
+        );
+    }
+    let packed = dir.path().join("e.csv.gz");
+    std::fs::write(&packed, gzip(b"").await).unwrap();
+    let packed = packed.to_string_lossy().into_owned();
+    let err = infer_error(&packed).await;
+    assert!(
+        matches!(&err, Error::Input { path: p, reason } if p == &packed && reason.contains("is empty")),
+        "{err}"
+    );
+
+    let path = write(dir.path(), "h.csv", "origin,n\n");
+    let files = list_inputs(&[path], None).await.unwrap();
+    let schema = infer_schema(&files, 8).await.unwrap();
+    assert_eq!(schema.fields().len(), 2);
+    let splits = split_inputs(&files, 1 << 20).await.unwrap();
+    assert_eq!(rows(splits[0].clone(), schema).await.unwrap(), 0);
+}
+
+/// Parquet and Arrow files may name two columns alike (pyarrow writes them); a JSON key
+/// may be empty. Refused, naming the file and the columns' positions.
+#[tokio::test]
+async fn parquet_arrow_and_json_inputs_with_empty_or_repeated_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int64, true),
+        Field::new("b", DataType::Int64, true),
+        Field::new("a", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(Int64Array::from(vec![2])),
+            Arc::new(Int64Array::from(vec![3])),
+        ],
+    )
+    .unwrap();
+    let parquet = dir.path().join("dup.parquet");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&parquet).unwrap(),
+        schema.clone(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let arrow_file = dir.path().join("dup.arrow");
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(
+        std::fs::File::create(&arrow_file).unwrap(),
+        &schema,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    for path in [parquet, arrow_file] {
+        let path = path.to_string_lossy().into_owned();
+        let err = infer_error(&path).await;
+        assert!(
+            matches!(&err, Error::Input { path: p, reason } if p == &path && reason.contains("columns 1 and 3 are both named \"a\"")),
+            "{err}"
+        );
+    }
+    let path = write(dir.path(), "k.jsonl", "{\"\": 1}\n");
+    let err = infer_error(&path).await;
+    assert!(
+        matches!(&err, Error::Input { path: p, reason } if p == &path && reason.contains("empty name")),
+        "{err}"
+    );
+}
+
+/// Partition values of the first rows whose directory name would pass 255 bytes are
+/// refused when planning, naming the file, the line and the column; shorter ones and
+/// other columns pass.
+#[tokio::test]
+async fn long_partition_values_in_the_first_rows_are_refused_when_planning() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "é".repeat(100); // 200 bytes, 600 once encoded
+    let csv = write(
+        dir.path(),
+        "long.csv",
+        &format!("origin,n,note\nJFK,1,{long}\n\"{long}\",2,x\n"),
+    );
+    let json = write(
+        dir.path(),
+        "long.jsonl",
+        &format!("{{\"origin\": \"JFK\", \"n\": 1}}\n{{\"origin\": \"{long}\", \"n\": 2}}\n"),
+    );
+    for (path, line) in [(csv, 3), (json, 2)] {
+        let files = list_inputs(std::slice::from_ref(&path), None)
+            .await
+            .unwrap();
+        let schema = infer_schema(&files, 8).await.unwrap();
+        let err = terrace_planner::check_partition_sample(&files, &schema, &["origin".into()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::BadRow { path: p, line: l, reason } if p == &path && *l == line && reason.contains("\"origin\"")),
+            "{err}"
+        );
+        terrace_planner::check_partition_sample(&files, &schema, &["n".into()])
+            .await
+            .unwrap();
+    }
+}
+
+/// A key repeated within one JSON object makes one column, not two (unlike a CSV header
+/// naming a column twice), and takes its last value, as Python's json, JavaScript and
+/// serde_json do: RFC 8259 leaves repeated names to the parser, and checking every
+/// object's keys would cost the JSON reader a second parse of each line.
+#[tokio::test]
+async fn a_key_repeated_in_a_json_object_is_one_column_with_the_last_value() {
+    use arrow::array::Array;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "d.jsonl",
+        "{\"a\": 1, \"a\": 2, \"b\": \"x\"}\n{\"b\": \"y\", \"b\": \"z\"}\n",
+    );
+    let (schema, batch) = read_all(&path).await.unwrap();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let a = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!((a.value(0), a.is_null(1)), (2, true));
+    let b = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!((b.value(0), b.value(1)), ("x", "z"));
+}

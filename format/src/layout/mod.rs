@@ -13,8 +13,10 @@ mod path;
 
 pub use bucket::{bucket_for_scalar, bucket_ids, iceberg_hash_scalar, murmur3_x86_32};
 pub use path::{
-    NULL_PARTITION_MARKER, data_file_name, decode_path_segment, encode_path_segment,
-    parse_partition_path, partition_path, partition_value_from_str, partition_value_to_string,
+    MAX_PARTITION_SEGMENT_BYTES, NULL_PARTITION_MARKER, check_partition_value,
+    check_partition_values, data_file_name, decode_path_segment, encode_path_segment,
+    encoded_segment_len, parse_partition_path, partition_path, partition_value_from_str,
+    partition_value_to_string,
 };
 
 use arrow::datatypes::Schema;

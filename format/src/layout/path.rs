@@ -57,6 +57,64 @@ pub fn encode_path_segment(value: &str) -> String {
     out
 }
 
+/// The longest a partition directory's name (`column=value`, percent-encoded) may be,
+/// in bytes: the limit of a file name on the file systems of Linux (ext4, xfs, btrfs),
+/// macOS and Windows. Object stores take longer keys, but such a dataset could not be
+/// copied to a disk nor read by a tool that maps it onto one, so the limit holds on
+/// every store: a value over it is refused ([`check_partition_value`]) before anything
+/// is written, not failed as "File name too long" by the store.
+pub const MAX_PARTITION_SEGMENT_BYTES: usize = 255;
+
+/// The length of [`encode_path_segment`]`(value)`, without building it.
+pub fn encoded_segment_len(value: &str) -> usize {
+    if value == NULL_PARTITION_MARKER {
+        return NULL_PARTITION_MARKER.len() + 2;
+    }
+    value
+        .as_bytes()
+        .iter()
+        .enumerate()
+        .map(|(i, &byte)| {
+            if is_unreserved(byte) && !(i == 0 && byte == b'.') {
+                1
+            } else {
+                3
+            }
+        })
+        .sum()
+}
+
+/// Refuse a partition value (its canonical text, `None` for null) whose directory name
+/// `column=value` would be longer than [`MAX_PARTITION_SEGMENT_BYTES`] once encoded, with
+/// an [`Error::PartitionValueTooLong`] naming the column and the value's start.
+pub fn check_partition_value(column: &str, value: Option<&str>) -> Result<()> {
+    let value_len = value.map_or(NULL_PARTITION_MARKER.len(), encoded_segment_len);
+    let segment_bytes = encoded_segment_len(column) + 1 + value_len;
+    if segment_bytes <= MAX_PARTITION_SEGMENT_BYTES {
+        return Ok(());
+    }
+    let text = value.unwrap_or(NULL_PARTITION_MARKER);
+    Err(Error::PartitionValueTooLong {
+        column: column.to_string(),
+        value_start: text.chars().take(40).collect(),
+        value_bytes: text.len(),
+        segment_bytes,
+        limit: MAX_PARTITION_SEGMENT_BYTES,
+    })
+}
+
+/// [`check_partition_value`] for each of a row's partition values, in the typed form
+/// [`partition_path`] takes.
+pub fn check_partition_values(columns: &[String], values: &[ScalarValue]) -> Result<()> {
+    for (column, value) in columns.iter().zip(values) {
+        // Only text can be long; other types' canonical texts are short.
+        if let ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) = value {
+            check_partition_value(column, v.as_deref())?;
+        }
+    }
+    Ok(())
+}
+
 fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),

@@ -8,8 +8,9 @@
 //! average is decoded and encoded again instead.
 //!
 //! The dataset is created by the commit of the first ingest, so a failed first ingest
-//! leaves nothing behind; two first ingests racing both commit (the loser of the create
-//! opens what the winner created and checks its layout).
+//! leaves nothing behind, nor does one whose inputs hold no rows ([`nothing_to_commit`]);
+//! two first ingests racing both commit (the loser of the create opens what the winner
+//! created and checks its layout).
 
 use std::collections::BTreeMap;
 
@@ -23,8 +24,9 @@ use terrace_format::{
     read_data_files, reconcile, worth_concatenating,
 };
 use terrace_planner::{
-    InputFormat, SchemaField, WriteOptions, WriteTask, infer_schema, list_inputs, plan_write,
-    read_split, reduce_task_for, schema_from_fields, schema_to_fields, split_inputs,
+    InputFormat, SchemaField, WriteOptions, WriteTask, check_partition_sample, check_schema_names,
+    infer_schema_and_unseen, list_inputs, plan_write, read_split, reduce_task_for,
+    schema_from_fields, schema_to_fields, split_inputs, with_types_of,
 };
 
 use super::KIND_INGEST;
@@ -158,9 +160,12 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     let files = list_inputs(&inputs, request.format)
         .await
         .map_err(Error::planner("listing the inputs"))?;
-    let input_schema = match &request.schema {
-        Some(schema) => schema.clone(),
-        None => infer_schema(&files, files.len())
+    let (mut input_schema, unseen) = match &request.schema {
+        Some(schema) => {
+            check_schema_names(schema).map_err(Error::planner("checking the given schema"))?;
+            (schema.clone(), Vec::new())
+        }
+        None => infer_schema_and_unseen(&files, files.len())
             .await
             .map_err(Error::planner("reading the inputs' schema"))?,
     };
@@ -193,6 +198,9 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
                     ),
                 ));
             }
+            // Columns the inputs hold no value of (header-only files) are read with the
+            // dataset's types, not refused for the text inference made them.
+            input_schema = with_types_of(&input_schema, &unseen, &dataset.schema());
             let evolution = if request.add_columns {
                 SchemaEvolution::AddColumns
             } else {
@@ -230,6 +238,11 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         }
         Err(e) => return Err(Error::format(format!("opening {dataset_location}"))(e)),
     };
+
+    // Partition values too long for a directory name, among those inference read.
+    check_partition_sample(&files, &input_schema, &layout.partition_on)
+        .await
+        .map_err(Error::planner("checking the inputs' partition values"))?;
 
     let splits = split_inputs(
         &files,
@@ -577,10 +590,11 @@ async fn commit(
             return Err(e);
         }
     };
+    if files.is_empty() {
+        return nothing_to_commit(spec).await;
+    }
     let dataset = open_or_create(spec).await?;
-    let result = if files.is_empty() {
-        json!({"version": dataset.version(), "rows": 0, "files": 0, "committed": false})
-    } else {
+    let result = {
         let builder = match spec.mode {
             IngestMode::Append => dataset.append(files),
             IngestMode::Overwrite => dataset.overwrite_partitions(files),
@@ -619,6 +633,25 @@ async fn commit(
         tracing::warn!(error = %e, "could not remove the staging directory");
     }
     Ok(TaskOutput::new(result))
+}
+
+/// The commit of an ingest whose inputs hold no rows (header-only CSV files, say): no
+/// version, and on a first ingest no dataset, whose version 0 would fix a schema and a
+/// layout taken from headers alone (and leave a directory the user did not ask for).
+///
+/// The job succeeds, and the CLI says that nothing was ingested because the inputs have
+/// no rows: DuckDB and polars read a header-only CSV as an empty table, not an error,
+/// and a scheduled ingest of a slot with no rows is not a failure. The result's
+/// `version` is the dataset's current one, or null when there is no dataset.
+async fn nothing_to_commit(spec: &IngestSpec) -> Result<TaskOutput> {
+    let version = match Dataset::open(&spec.dataset).await {
+        Ok(dataset) => Some(dataset.version()),
+        Err(terrace_format::Error::DatasetNotFound { .. }) => None,
+        Err(e) => return Err(Error::format(format!("opening {}", spec.dataset))(e)),
+    };
+    Ok(TaskOutput::new(
+        json!({"version": version, "rows": 0, "files": 0, "committed": false}),
+    ))
 }
 
 fn committed_result(version: &terrace_format::Snapshot, own: bool) -> serde_json::Value {
