@@ -86,11 +86,18 @@ pub struct IngestArgs {
     #[arg(long, value_parser = crate::parse::size)]
     pub split_size: Option<u64>,
     /// Recorded in the commit; an ingest with a key already committed changes nothing.
-    /// Only versions still kept are checked: after `terrace gc` has removed the version
-    /// that committed a key (versions older than its --retention, 7d by default), an
-    /// ingest with that key commits again.
+    /// Without it an append's key is what the job is: the dataset, the mode, how the
+    /// inputs are read and each input file's path, size and modification time (or
+    /// e-tag), so the same ingest of unchanged inputs commits once and running it again
+    /// is a no-op that says so (as COPY INTO does). Only versions still kept are checked:
+    /// after `terrace gc` has removed the version that committed a key (versions older
+    /// than its --retention, 7d by default), an ingest with that key commits again.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// Ingest even inputs that were ingested before, unchanged (their rows are added
+    /// again).
+    #[arg(long, conflicts_with = "idempotency_key")]
+    pub force: bool,
     /// Print the job's result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -141,6 +148,7 @@ impl IngestArgs {
             add_columns: self.add_columns,
             split_bytes: self.split_size,
             idempotency_key: self.idempotency_key.clone(),
+            force: self.force,
         })
     }
 }
@@ -179,10 +187,23 @@ pub fn report_ingest(
             started.elapsed().as_secs_f64()
         );
     } else if let Some(v) = result["duplicate_of"].as_u64() {
-        println!(
-            "nothing ingested: idempotency key {} already committed in version {v} of {into}",
-            result["idempotency_key"].as_str().unwrap_or("")
-        );
+        let by = result["duplicate_job"]
+            .as_i64()
+            .map(|j| format!(" by job {j}"))
+            .unwrap_or_default();
+        if result["same_inputs"].as_bool() == Some(true) {
+            println!(
+                "nothing ingested: these inputs, unchanged, were already ingested into {into} \
+                 at version {v}{by} ({} rows); --force ingests them again",
+                result["duplicate_rows"]
+            );
+        } else {
+            println!(
+                "nothing ingested: idempotency key {} already committed in version {v} of \
+                 {into}{by}",
+                result["idempotency_key"].as_str().unwrap_or("")
+            );
+        }
     } else {
         println!("nothing ingested: the inputs have no rows");
     }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use terrace_jobs::kinds::Executor;
-use terrace_jobs::{JobId, JobRecord, JobState, Worker, WorkerConfig};
+use terrace_jobs::kinds::{CommitLookup, Executor, KIND_DELETE, KIND_INGEST, find_job_commit};
+use terrace_jobs::{CancelOutcome, JobId, JobRecord, JobState, Worker, WorkerConfig};
 
 use terrace_planner::human_bytes;
 
-use crate::session::{QueueArgs, cores};
+use crate::session::{LocalWorkers, QueueArgs, cores, wait};
 
 /// `terrace status`.
 #[derive(Debug, clap::Args)]
@@ -69,6 +69,8 @@ pub struct WorkerArgs {
 
 fn job_json(job: &JobRecord) -> serde_json::Value {
     serde_json::json!({
+        "commit_started": job.commit_started,
+        "cancel_requested_at": job.cancel_requested_at.map(|t| t.to_rfc3339()),
         "id": job.id.0,
         "kind": job.kind,
         "state": job.state.as_str(),
@@ -113,9 +115,11 @@ fn print_table(jobs: &[JobRecord]) {
     }
 }
 
-/// Show one job, or the unfinished ones.
+/// Show one job, or the unfinished ones. One job that commits (an ingest, a delete) is
+/// checked against its dataset's history, the record of what it did: a job whose commit
+/// is there committed, whatever the queue says.
 pub async fn status(queue: &QueueArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let (q, _) = queue.connect().await?;
+    let (q, _) = queue.connect_existing().await?;
     let Some(id) = args.job else {
         let mut jobs = q.list_jobs(Some(JobState::Running), 1000).await?;
         jobs.extend(q.list_jobs(Some(JobState::Queued), 1000).await?);
@@ -130,8 +134,28 @@ pub async fn status(queue: &QueueArgs, args: StatusArgs) -> anyhow::Result<ExitC
         return Ok(ExitCode::SUCCESS);
     };
     let job = q.job(JobId(id)).await?;
+    let lookup = find_job_commit(&job).await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&job_json(&job))?);
+        let mut out = job_json(&job);
+        match &lookup {
+            Ok(CommitLookup::Committed(c)) => {
+                out["commit"] = serde_json::json!({
+                    "dataset": c.dataset,
+                    "version": c.version,
+                    "timestamp": c.timestamp.to_rfc3339(),
+                    "rows_added": c.rows_added,
+                    "rows_removed": c.rows_removed,
+                });
+                out["committed"] = true.into();
+            }
+            Ok(CommitLookup::NotCommitted { .. }) => out["committed"] = false.into(),
+            Ok(CommitLookup::NotApplicable) => {}
+            Err(e) => out["commit_lookup_error"] = format!("{e:#}").into(),
+        }
+        if let Some(note) = reconcile_note(&job, &lookup) {
+            out["note"] = note.into();
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("job        {} ({})", job.id, job.kind);
         println!("state      {}", job.state.as_str());
@@ -149,6 +173,34 @@ pub async fn status(queue: &QueueArgs, args: StatusArgs) -> anyhow::Result<ExitC
         if let Some(t) = job.finished_at {
             println!("finished   {}", t.to_rfc3339());
         }
+        match &lookup {
+            Ok(CommitLookup::Committed(c)) => println!(
+                "commit     version {} of {} ({} rows added{})",
+                c.version,
+                c.dataset,
+                c.rows_added,
+                if c.rows_removed > 0 {
+                    format!(", {} removed", c.rows_removed)
+                } else {
+                    String::new()
+                }
+            ),
+            Ok(CommitLookup::NotCommitted { dataset }) => {
+                println!("commit     none in the history of {dataset}");
+            }
+            Ok(CommitLookup::NotApplicable) => {}
+            Err(e) => println!("commit     unknown: {}", one_line(e)),
+        }
+        if let Some(t) = job.cancel_requested_at {
+            println!(
+                "cancel     asked {} while the job was committing; not applied: the commit's \
+                 outcome stands",
+                t.to_rfc3339()
+            );
+        }
+        if let Some(note) = reconcile_note(&job, &lookup) {
+            println!("note       {note}");
+        }
         if let Some(result) = &job.result {
             println!("result     {result}");
         }
@@ -163,6 +215,62 @@ pub async fn status(queue: &QueueArgs, args: StatusArgs) -> anyhow::Result<ExitC
         crate::query::print_result(&job).await?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An error and its causes on one line.
+fn one_line(e: &terrace_jobs::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// What to tell when the queue's state and the dataset's history disagree.
+fn reconcile_note(job: &JobRecord, lookup: &terrace_jobs::Result<CommitLookup>) -> Option<String> {
+    match (lookup.as_ref().ok()?, job.state) {
+        (CommitLookup::Committed(c), JobState::Cancelled | JobState::Failed) => Some(format!(
+            "the queue says {}, but version {} of {} is this job's commit: its rows are \
+             committed",
+            job.state.as_str(),
+            c.version,
+            c.dataset
+        )),
+        (CommitLookup::Committed(c), JobState::Queued | JobState::Running) => Some(format!(
+            "committed version {} of {}; the queue has not recorded the job's end yet",
+            c.version, c.dataset
+        )),
+        (CommitLookup::NotCommitted { dataset }, JobState::Succeeded)
+            if job
+                .result
+                .as_ref()
+                .is_some_and(|r| r["committed"].as_bool() == Some(true)) =>
+        {
+            Some(format!(
+                "the version it committed is no longer in the history of {dataset} (gc \
+                 removes versions past their retention)"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// What a job that commits did, from its dataset's history, for messages.
+async fn commit_outcome(job: &JobRecord) -> String {
+    match find_job_commit(job).await {
+        Ok(CommitLookup::Committed(c)) => format!(
+            "committed version {} of {} ({} rows added)",
+            c.version, c.dataset, c.rows_added
+        ),
+        Ok(CommitLookup::NotCommitted { dataset }) => {
+            format!("committed nothing to {dataset}")
+        }
+        Ok(CommitLookup::NotApplicable) => "committed nothing".into(),
+        Err(e) => format!("(its dataset cannot be read: {})", one_line(&e)),
+    }
 }
 
 /// List jobs.
@@ -186,7 +294,7 @@ pub async fn list(queue: &QueueArgs, args: JobsArgs) -> anyhow::Result<ExitCode>
             })?,
         ),
     };
-    let (q, _) = queue.connect().await?;
+    let (q, _) = queue.connect_existing().await?;
     let jobs = q.list_jobs(state, args.limit).await?;
     if args.json {
         let out: Vec<_> = jobs.iter().map(job_json).collect();
@@ -197,17 +305,63 @@ pub async fn list(queue: &QueueArgs, args: JobsArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// Cancel a job.
+/// Cancel a job. A job whose commit has begun is not cancelled (the commit decides):
+/// the command waits for the commit and says what it did, exiting 1 since the job was
+/// not cancelled.
 pub async fn cancel(queue: &QueueArgs, args: JobArg) -> anyhow::Result<ExitCode> {
-    let (q, _) = queue.connect().await?;
-    q.cancel(JobId(args.job)).await?;
-    println!("job {} cancelled", args.job);
-    Ok(ExitCode::SUCCESS)
+    let (q, _) = queue.connect_existing().await?;
+    let id = JobId(args.job);
+    match q.cancel(id).await {
+        Ok(CancelOutcome::Cancelled) => {
+            let commits = q
+                .job(id)
+                .await
+                .is_ok_and(|j| j.kind == KIND_INGEST || j.kind == KIND_DELETE);
+            if commits {
+                println!("job {id} cancelled before its commit; nothing was committed");
+            } else {
+                println!("job {id} cancelled");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(CancelOutcome::Committing) => {
+            eprintln!(
+                "job {id} is committing, which a cancel does not stop; waiting for its outcome"
+            );
+            let workers = LocalWorkers::start(&q, 0, None);
+            let job = wait(&q, queue, id, "committing", &workers).await?;
+            let outcome = commit_outcome(&job).await;
+            match job.state {
+                JobState::Succeeded => bail!(
+                    "job {id} was not cancelled: its commit had begun; it {outcome}, and the \
+                     job succeeded"
+                ),
+                state => bail!(
+                    "job {id} was not cancelled: its commit had begun; the job {}{}: it {outcome}",
+                    state.as_str(),
+                    job.error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
+            }
+        }
+        Err(terrace_jobs::Error::InvalidState { state, .. }) => {
+            let job = q.job(id).await?;
+            let outcome = if job.kind == KIND_INGEST || job.kind == KIND_DELETE {
+                format!(": it {}", commit_outcome(&job).await)
+            } else {
+                String::new()
+            };
+            bail!("job {id} has already finished ({state}){outcome}; there is nothing to cancel")
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Retry a failed job's dead tasks.
 pub async fn retry(queue: &QueueArgs, args: JobArg) -> anyhow::Result<ExitCode> {
-    let (q, _) = queue.connect().await?;
+    let (q, _) = queue.connect_existing().await?;
     let n = q.retry(JobId(args.job)).await?;
     println!("job {}: {n} task(s) queued again", args.job);
     Ok(ExitCode::SUCCESS)

@@ -240,10 +240,11 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
                 _ => {}
             }
         }
-        if let Some(terrace_jobs::Error::Connect { .. }) =
-            cause.downcast_ref::<terrace_jobs::Error>()
+        if let Some(hint) = cause
+            .downcast_ref::<terrace_jobs::Error>()
+            .and_then(terrace_jobs::Error::queue_hint)
         {
-            return Some("is the database running and --db (or TERRACE_DB) right?");
+            return Some(hint);
         }
     }
     None

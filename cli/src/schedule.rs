@@ -167,6 +167,11 @@ fn resolve(dir: Option<&str>, path: &str) -> String {
     }
 }
 
+/// Why a template may not say `--force`: every slot commits once, under its own key.
+const FORCE_IN_TEMPLATE: &str = "--force has no place in a schedule: each slot's ingest \
+     commits once under the key schedule:NAME:SLOT (`schedule run --at SLOT` runs a slot \
+     again; a plain `terrace ingest --force` ingests again)";
+
 /// The idempotency key a slot's ingest commits with: the slot's own
 /// (`schedule:NAME:SLOT`), with a key the template gives appended. The template's key
 /// alone would not do: one without a placeholder is the same for every slot, and every
@@ -194,6 +199,9 @@ impl CliPlanner {
             reason,
         };
         let mut ingest = parse_template(&args).map_err(invalid)?;
+        if ingest.force {
+            return Err(invalid(FORCE_IN_TEMPLATE.to_owned()));
+        }
         let dir = schedule.template.working_dir.as_deref();
         ingest.inputs = ingest.inputs.iter().map(|i| resolve(dir, i)).collect();
         ingest.into = resolve(dir, &ingest.into);
@@ -282,6 +290,13 @@ async fn add(queue: &QueueArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
         .render(&schedule.cadence, &schedule.name, example_slot)?;
     parse_template(&args.template)
         .and_then(|_| parse_template(&rendered))
+        .and_then(|ingest| {
+            if ingest.force {
+                Err(FORCE_IN_TEMPLATE.to_owned())
+            } else {
+                Ok(ingest)
+            }
+        })
         .map_err(|e| {
             anyhow::anyhow!(
                 "cannot add schedule {:?}: the job after -- is not a terrace ingest: {e}",

@@ -10,8 +10,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::Result;
 use crate::model::{
-    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob, TaskId,
-    TaskRecord,
+    Ack, Attempt, CancelOutcome, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState,
+    NewJob, TaskId, TaskRecord,
 };
 use crate::schedule::{FireOutcome, NewSchedule, ScheduleRecord, ScheduleRun};
 
@@ -39,6 +39,9 @@ use crate::schedule::{FireOutcome, NewSchedule, ScheduleRecord, ScheduleRun};
 ///   the completion's transaction, before the fan-in decision.
 /// - **Lease expiry**: [`Backend::reap_expired`] makes tasks whose lease ran out
 ///   claimable again; a stale holder's later completion is refused.
+/// - **A started commit decides**: once [`Backend::begin_commit`] granted a task the
+///   commit, [`Backend::cancel`] leaves the job alone (reporting
+///   [`CancelOutcome::Committing`]); once a cancel went through, `begin_commit` refuses.
 /// - **A slot fires once**: [`Backend::fire_slot`] with `manual` false stores the run and
 ///   its job in one transaction, under a unique key on (schedule, slot); a second call
 ///   for the slot, from any process, returns [`FireOutcome::AlreadyFired`] and stores
@@ -97,8 +100,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// the attempts that were the task's last (the caller fails them).
     fn reap_expired(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<(u64, Vec<Attempt>)>>;
 
-    /// Cancels a job that is not finished, and its unfinished tasks.
-    fn cancel(&self, job: JobId, now: DateTime<Utc>) -> BoxFuture<'_, Result<()>>;
+    /// Cancels a job that is not finished, and its unfinished tasks, unless a task of it
+    /// has begun to commit ([`Backend::begin_commit`]): then the job is left to that
+    /// commit, the request is recorded, and the answer is [`CancelOutcome::Committing`].
+    fn cancel(&self, job: JobId, now: DateTime<Utc>) -> BoxFuture<'_, Result<CancelOutcome>>;
+
+    /// Marks `attempt`'s task as the job's commit, the point after which a cancel no
+    /// longer stops the job. `false` (and nothing changed) when the job is finished or
+    /// cancelled, or the attempt no longer holds its task: the task must then make no
+    /// visible change. Atomic with respect to [`Backend::cancel`]: exactly one of the two
+    /// decides.
+    fn begin_commit<'a>(&'a self, attempt: &'a Attempt) -> BoxFuture<'a, Result<bool>>;
 
     /// Makes a failed job's dead (and cancelled) tasks of its current stage ready again
     /// with fresh attempts; returns how many.

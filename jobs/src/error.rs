@@ -123,6 +123,16 @@ pub enum Error {
         /// Whether the same task may succeed when tried again.
         retryable: bool,
     },
+    /// The job was cancelled before its commit began (or this attempt lost its task to
+    /// another); the task committed nothing.
+    #[error(
+        "job {id} was cancelled before its commit began (or this attempt lost its task); \
+         nothing was committed"
+    )]
+    Cancelled {
+        /// The job.
+        id: JobId,
+    },
     /// No schedule has this name.
     #[error("no schedule named {name:?} (terrace schedule list shows them)")]
     ScheduleNotFound {
@@ -148,12 +158,45 @@ impl Error {
     /// timeouts and lock conflicts are; bad input and missing jobs are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } => true,
+            Error::Connect { source, .. } => sqlx_retryable(source),
             Error::Database { source, .. } => sqlx_retryable(source),
             Error::Format { source, .. } => source.is_retryable(),
             Error::Planner { source, .. } => source.is_retryable(),
             Error::Execution { retryable, .. } => *retryable,
             _ => false,
+        }
+    }
+
+    /// What to check, for a queue that cannot be opened or written, when the cause says
+    /// more than its message (a full disk, a read-only file, a server not running).
+    pub fn queue_hint(&self) -> Option<&'static str> {
+        let source = match self {
+            Error::Connect { source, .. } | Error::Database { source, .. } => source,
+            _ => return None,
+        };
+        if let sqlx::Error::Database(db) = source {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            return match sqlite_primary_code(db.as_ref(), &code)? {
+                SQLITE_FULL => Some("the disk holding the job queue is full"),
+                SQLITE_READONLY | SQLITE_PERM => {
+                    Some("the job queue's file or its directory cannot be written")
+                }
+                SQLITE_CANTOPEN => Some("check that the queue's directory exists and is writable"),
+                SQLITE_IOERR => Some(
+                    "SQLite could not read or write the queue's files: is their disk full or \
+                     failing?",
+                ),
+                SQLITE_CORRUPT | SQLITE_NOTADB => {
+                    Some("the file is damaged or not a terrace job queue")
+                }
+                _ => None,
+            };
+        }
+        match self {
+            Error::Connect { .. } if sqlx_retryable(source) => {
+                Some("is the database running and --db (or TERRACE_DB) right?")
+            }
+            _ => None,
         }
     }
 
@@ -190,23 +233,127 @@ impl Error {
     }
 }
 
-fn sqlx_retryable(e: &sqlx::Error) -> bool {
+/// Whether a driver error may pass if the same call is made again later.
+///
+/// Transient: lost or refused connections, pool timeouts, SQLite's BUSY and LOCKED (the
+/// file is locked by another process), PostgreSQL's serialization failures, deadlocks,
+/// connection exceptions (class 08), shutdowns and start-ups (57P0x), too many
+/// connections (53300) and a database closed to new connections (`ALLOW_CONNECTIONS
+/// false`). Every other SQLite result is permanent — FULL, READONLY, IOERR, CANTOPEN,
+/// CORRUPT, NOTADB, PERM… — so a queue that cannot be written fails at once with its
+/// cause instead of being retried for minutes.
+pub(crate) fn sqlx_retryable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
-            // SQLite: BUSY (5) / LOCKED (6); Postgres: serialization failure, deadlock,
-            // connection exceptions (class 08), admin shutdown / cannot connect now (57P0x).
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            matches!(code.as_str(), "5" | "6" | "517" | "261" | "40001" | "40P01")
+            if let Some(primary) = sqlite_primary_code(db.as_ref(), &code) {
+                return matches!(primary, SQLITE_BUSY | SQLITE_LOCKED);
+            }
+            matches!(code.as_str(), "40001" | "40P01" | "53300")
                 || code.starts_with("08")
                 || code.starts_with("57P0")
+                || (code == "55000" && db.message().contains("not currently accepting connections"))
         }
         _ => false,
     }
 }
 
+const SQLITE_PERM: i64 = 3;
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_READONLY: i64 = 8;
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
+const SQLITE_CANTOPEN: i64 = 14;
+const SQLITE_NOTADB: i64 = 26;
+
+/// The primary result code (the low byte of the extended code sqlx reports) of an error
+/// from SQLite; `None` for other databases.
+fn sqlite_primary_code(db: &dyn sqlx::error::DatabaseError, code: &str) -> Option<i64> {
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    code.parse::<i64>().ok().map(|c| c & 0xff)
+}
+
 /// Shorthand for this crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    use super::*;
+
+    async fn failing(options: SqliteConnectOptions, sql: &'static str) -> sqlx::Error {
+        let mut conn = options.connect().await.expect("connect");
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap_err()
+    }
+
+    /// Regression: a full disk under the SQLite queue was retried for 725 s. Only a
+    /// lock held by another connection is worth waiting for.
+    #[tokio::test]
+    async fn only_busy_and_locked_sqlite_errors_are_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut holder = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+
+        let busy = failing(
+            SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .busy_timeout(Duration::ZERO),
+            "BEGIN IMMEDIATE",
+        )
+        .await;
+        assert!(sqlx_retryable(&busy), "{busy}");
+
+        let read_only = failing(
+            SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .read_only(true),
+            "INSERT INTO t VALUES (2)",
+        )
+        .await;
+        assert!(!sqlx_retryable(&read_only), "{read_only}");
+
+        std::fs::write(dir.path().join("not-a-db"), vec![7u8; 8192]).unwrap();
+        let not_a_db = failing(
+            SqliteConnectOptions::new().filename(dir.path().join("not-a-db")),
+            "SELECT * FROM sqlite_master",
+        )
+        .await;
+        assert!(!sqlx_retryable(&not_a_db), "{not_a_db}");
+
+        let cannot_open = SqliteConnectOptions::new()
+            .filename(dir.path().join("no/such/dir/q.db"))
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(!sqlx_retryable(&cannot_open), "{cannot_open}");
+
+        let db = |e: sqlx::Error| Error::Database {
+            context: "claiming tasks".into(),
+            source: e,
+        };
+        assert!(db(busy).is_retryable());
+        assert!(!db(read_only).is_retryable());
+        assert!(db(sqlx::Error::PoolTimedOut).is_retryable());
+    }
+}

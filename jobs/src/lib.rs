@@ -59,8 +59,8 @@ pub use backend::Backend;
 pub use clock::{Clock, FileClock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use model::{
-    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob,
-    NewTask, Origin, TaskId, TaskOutput, TaskRecord, TaskState,
+    Ack, Attempt, CancelOutcome, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState,
+    NewJob, NewTask, Origin, TaskId, TaskOutput, TaskRecord, TaskState,
 };
 pub use postgres::PostgresBackend;
 pub use queue::{DEFAULT_MAX_ATTEMPTS, Queue, QueueOptions};

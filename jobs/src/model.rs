@@ -252,6 +252,22 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it succeeded, failed or was cancelled.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Whether a task of the job has begun to commit ([`crate::Queue::begin_commit`]):
+    /// from then on a cancel no longer stops the job, the commit's outcome decides it.
+    pub commit_started: bool,
+    /// When a cancel arrived after the commit had begun (and so was not applied).
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+/// What [`crate::Queue::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job is cancelled: its pending tasks will not run, and a running task that
+    /// has not begun to commit will commit nothing.
+    Cancelled,
+    /// The job's commit had already begun, so the job was not cancelled: the commit
+    /// finishes (or fails) and that decides the job. The request is recorded.
+    Committing,
 }
 
 impl JobRecord {

@@ -20,8 +20,8 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::model::{
-    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob,
-    NewTask, Origin, TaskId, TaskRecord, TaskState,
+    Ack, Attempt, CancelOutcome, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState,
+    NewJob, NewTask, Origin, TaskId, TaskRecord, TaskState,
 };
 use crate::schedule::{FireOutcome, NewSchedule, ScheduleRecord, ScheduleRun};
 
@@ -52,6 +52,9 @@ mod q {
         CANCEL_READY_TASKS = "cancel_ready_tasks.sql";
         JOB_STATE = "job_state.sql";
         CANCEL_JOB = "cancel_job.sql";
+        COMMIT_TASK = "commit_task.sql";
+        REQUEST_CANCEL = "request_cancel.sql";
+        BEGIN_COMMIT = "begin_commit.sql";
         RETRY_TASKS = "retry_tasks.sql";
         RETRY_JOB = "retry_job.sql";
         RELEASE = "release.sql";
@@ -112,6 +115,9 @@ impl PostgresBackend {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // A slow acquire is a queue outage, which callers report once (a waiting
+            // command's one warning line); sqlx's own warning would add a line per call.
+            .acquire_slow_threshold(Duration::from_secs(3600))
             .connect(url)
             .await?;
         Ok(Self { pool })
@@ -386,6 +392,11 @@ impl PostgresBackend {
             created_at: row.try_get("created_at").map_err(g)?,
             started_at: row.try_get("started_at").map_err(g)?,
             finished_at: row.try_get("finished_at").map_err(g)?,
+            commit_started: row
+                .try_get::<Option<i64>, _>("commit_task")
+                .map_err(g)?
+                .is_some(),
+            cancel_requested_at: row.try_get("cancel_requested_at").map_err(g)?,
         })
     }
 
@@ -695,10 +706,11 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn cancel(&self, job: JobId, now: DateTime<Utc>) -> BoxFuture<'_, Result<()>> {
+    fn cancel(&self, job: JobId, now: DateTime<Utc>) -> BoxFuture<'_, Result<CancelOutcome>> {
         Box::pin(async move {
             let ctx = format!("cancelling job {job}");
             let mut tx = self.tx(&ctx).await?;
+            // Locks the job row: a begin_commit waits for this transaction.
             let (state, _) = Self::job_state(&mut tx, job).await?;
             if state.is_finished() {
                 return Err(Error::InvalidState {
@@ -706,6 +718,21 @@ impl Backend for PostgresBackend {
                     state: state.to_string(),
                     operation: "cancel",
                 });
+            }
+            let committing: Option<i64> = sqlx::query_scalar(q::COMMIT_TASK)
+                .bind(job.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(Error::db(&ctx))?;
+            if committing.is_some() {
+                sqlx::query(q::REQUEST_CANCEL)
+                    .bind(job.0)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::db(&ctx))?;
+                tx.commit().await.map_err(Error::db(&ctx))?;
+                return Ok(CancelOutcome::Committing);
             }
             sqlx::query(q::CANCEL_JOB)
                 .bind(job.0)
@@ -720,7 +747,25 @@ impl Backend for PostgresBackend {
                 .await
                 .map_err(Error::db(&ctx))?;
             tx.commit().await.map_err(Error::db(&ctx))?;
-            Ok(())
+            Ok(CancelOutcome::Cancelled)
+        })
+    }
+
+    fn begin_commit<'a>(&'a self, attempt: &'a Attempt) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let ctx = format!(
+                "beginning the commit of job {} (task {})",
+                attempt.job_id, attempt.task_id
+            );
+            let marked = sqlx::query(q::BEGIN_COMMIT)
+                .bind(attempt.job_id.0)
+                .bind(attempt.attempt)
+                .bind(&attempt.lease_owner)
+                .bind(attempt.task_id.0)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::db(ctx))?;
+            Ok(marked.rows_affected() == 1)
         })
     }
 

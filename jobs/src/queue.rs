@@ -11,8 +11,8 @@ use crate::backend::Backend;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::{
-    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob, TaskId,
-    TaskRecord,
+    Ack, Attempt, CancelOutcome, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState,
+    NewJob, TaskId, TaskRecord,
 };
 use crate::postgres::PostgresBackend;
 use crate::schedule::{FireOutcome, NewSchedule, ScheduleRecord, ScheduleRun};
@@ -96,6 +96,25 @@ pub struct Queue {
     url: Arc<str>,
 }
 
+/// How a queue URL is shown in errors and logs: a SQLite queue as its file's path, any
+/// other URL with its password removed.
+pub(crate) fn shown(url: &str) -> String {
+    match url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Some(rest) => {
+            let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+            if path.is_empty() {
+                url.to_owned()
+            } else {
+                path.to_owned()
+            }
+        }
+        None => redact(url),
+    }
+}
+
 /// Removes the password from a URL for error messages and logs.
 pub(crate) fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
@@ -139,11 +158,14 @@ impl Queue {
     }
 
     /// Connects to `url` — `postgres://…`, `sqlite://path?mode=rwc` or a plain file path
-    /// (created if missing) — and applies the migrations. Connecting is tried
-    /// `connect_attempts` times with doubling waits; the error then names the URL.
+    /// (created if missing) — and applies the migrations. A failure that may pass (the
+    /// server refusing connections while it starts, a locked file) is tried
+    /// `connect_attempts` times with doubling waits; one that will not (no such
+    /// database, a wrong password, a SQLite file that cannot be opened, a full disk) fails
+    /// at once. The error names the URL (a SQLite queue by its file).
     pub async fn connect_with(url: &str, options: QueueOptions) -> Result<Queue> {
         let kind = kind_of(url)?;
-        let shown = redact(url);
+        let shown = shown(url);
         let mut wait = options.connect_backoff;
         let attempts = options.connect_attempts.max(1);
         let mut attempt = 0;
@@ -154,7 +176,9 @@ impl Queue {
                 Err(OpenError::Migrate(source)) => {
                     return Err(Error::Migrate { url: shown, source });
                 }
-                Err(OpenError::Connect(source)) if attempt >= attempts => {
+                Err(OpenError::Connect(source))
+                    if attempt >= attempts || !crate::error::sqlx_retryable(&source) =>
+                {
                     return Err(Error::Connect {
                         url: shown,
                         attempts: attempt,
@@ -400,8 +424,18 @@ impl Queue {
     }
 
     /// Cancels a job that has not finished; its running tasks' completions are refused.
-    pub async fn cancel(&self, job: JobId) -> Result<()> {
+    /// A job whose commit has begun ([`Queue::begin_commit`]) is not cancelled: its
+    /// commit decides, and the answer is [`CancelOutcome::Committing`].
+    pub async fn cancel(&self, job: JobId) -> Result<CancelOutcome> {
         self.backend.cancel(job, self.now()).await
+    }
+
+    /// Called by a task just before it makes its job's result visible (a dataset
+    /// commit): `true` means go on, and from now on this task's outcome decides the job
+    /// (a cancel is recorded but not applied); `false` means the job was cancelled (or
+    /// the attempt lost its task) and the task must change nothing.
+    pub async fn begin_commit(&self, attempt: &Attempt) -> Result<bool> {
+        self.backend.begin_commit(attempt).await
     }
 
     /// Re-queues a failed job's dead tasks (with fresh attempts); returns how many.
@@ -473,6 +507,18 @@ async fn open(kind: &Kind, url: &str, max_connections: u32) -> Result<Arc<dyn Ba
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_queues_are_shown_by_their_file() {
+        assert_eq!(shown("sqlite:///tmp/t/q.db?mode=rwc"), "/tmp/t/q.db");
+        assert_eq!(shown("sqlite://rel/q.db"), "rel/q.db");
+        assert_eq!(shown("sqlite:q.db?mode=rw"), "q.db");
+        assert_eq!(shown("/tmp/q.db"), "/tmp/q.db");
+        assert_eq!(
+            shown("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+    }
 
     #[test]
     fn redact_hides_password_only() {

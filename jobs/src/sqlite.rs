@@ -21,8 +21,8 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::model::{
-    Ack, Attempt, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState, NewJob, Origin,
-    TaskId, TaskRecord, TaskState,
+    Ack, Attempt, CancelOutcome, ClaimedTask, Completion, FailOutcome, JobId, JobRecord, JobState,
+    NewJob, Origin, TaskId, TaskRecord, TaskState,
 };
 use crate::schedule::{FireOutcome, NewSchedule, ScheduleRecord, ScheduleRun};
 
@@ -52,6 +52,9 @@ mod q {
         CANCEL_READY_TASKS = "cancel_ready_tasks.sql";
         JOB_STATE = "job_state.sql";
         CANCEL_JOB = "cancel_job.sql";
+        COMMIT_TASK = "commit_task.sql";
+        REQUEST_CANCEL = "request_cancel.sql";
+        BEGIN_COMMIT = "begin_commit.sql";
         RETRY_TASKS = "retry_tasks.sql";
         RETRY_JOB = "retry_job.sql";
         RELEASE = "release.sql";
@@ -159,6 +162,9 @@ impl SqliteBackend {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
+            // As the PostgreSQL pool: a slow acquire (a lock held for long) is reported
+            // by the callers, once.
+            .acquire_slow_threshold(Duration::from_secs(3600))
             .connect_with(options)
             .await?;
         Ok(Self { pool })
@@ -410,6 +416,11 @@ impl SqliteBackend {
             created_at: from_ms(row.try_get("created_at").map_err(g)?)?,
             started_at: opt_ms(row.try_get("started_at").map_err(g)?)?,
             finished_at: opt_ms(row.try_get("finished_at").map_err(g)?)?,
+            commit_started: row
+                .try_get::<Option<i64>, _>("commit_task")
+                .map_err(g)?
+                .is_some(),
+            cancel_requested_at: opt_ms(row.try_get("cancel_requested_at").map_err(g)?)?,
         })
     }
 
@@ -703,7 +714,7 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn cancel(&self, job: JobId, now: DateTime<Utc>) -> BoxFuture<'_, Result<()>> {
+    fn cancel(&self, job: JobId, now: DateTime<Utc>) -> BoxFuture<'_, Result<CancelOutcome>> {
         Box::pin(async move {
             let ctx = format!("cancelling job {job}");
             let mut tx = self.write_tx(&ctx).await?;
@@ -714,6 +725,21 @@ impl Backend for SqliteBackend {
                     state: state.to_string(),
                     operation: "cancel",
                 });
+            }
+            let committing: Option<i64> = sqlx::query_scalar(q::COMMIT_TASK)
+                .bind(job.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(Error::db(&ctx))?;
+            if committing.is_some() {
+                sqlx::query(q::REQUEST_CANCEL)
+                    .bind(job.0)
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::db(&ctx))?;
+                tx.commit().await.map_err(Error::db(&ctx))?;
+                return Ok(CancelOutcome::Committing);
             }
             sqlx::query(q::CANCEL_JOB)
                 .bind(job.0)
@@ -728,7 +754,25 @@ impl Backend for SqliteBackend {
                 .await
                 .map_err(Error::db(&ctx))?;
             tx.commit().await.map_err(Error::db(&ctx))?;
-            Ok(())
+            Ok(CancelOutcome::Cancelled)
+        })
+    }
+
+    fn begin_commit<'a>(&'a self, attempt: &'a Attempt) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let ctx = format!(
+                "beginning the commit of job {} (task {})",
+                attempt.job_id, attempt.task_id
+            );
+            let marked = sqlx::query(q::BEGIN_COMMIT)
+                .bind(attempt.job_id.0)
+                .bind(attempt.attempt)
+                .bind(&attempt.lease_owner)
+                .bind(attempt.task_id.0)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::db(ctx))?;
+            Ok(marked.rows_affected() == 1)
         })
     }
 

@@ -103,6 +103,14 @@ impl TaskContext {
     pub async fn stage_results(&self, job: JobId, stage: i32) -> Result<Vec<(TaskId, Value)>> {
         self.queue.stage_results(job, stage).await
     }
+
+    /// Marks `task` as its job's commit, just before it makes anything visible; see
+    /// [`Queue::begin_commit`]. `false`: the job was cancelled first, change nothing.
+    /// Retried a few times when the queue is briefly unreachable.
+    pub async fn begin_commit(&self, task: &ClaimedTask) -> Result<bool> {
+        let attempt = Attempt::from(task);
+        with_retries("beginning a commit", || self.queue.begin_commit(&attempt)).await
+    }
 }
 
 /// Runs tasks. Implement it with `Box::pin(async move { … })`, or wrap a closure with
@@ -284,6 +292,9 @@ impl Worker {
 
     /// Registers, then claims and runs tasks until `shutdown` resolves; then stops
     /// claiming, lets in-flight tasks finish, writes their completions and deregisters.
+    /// A queue that fails for good (a claim or a completion refused with an error that
+    /// is not [`Error::is_retryable`]: a full disk, a read-only file) stops the worker at
+    /// once, without waiting for its tasks in flight, returning that error.
     pub async fn run(
         self,
         handler: Arc<dyn TaskHandler>,
@@ -314,11 +325,15 @@ impl Worker {
         let wake = Arc::new(Notify::new());
         let listener = queue.backend().spawn_listener(wake.clone());
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        // A queue the completion loop found it cannot write (a full disk): the claim loop
+        // stops on it, as on a claim that fails for good.
+        let unwritable = Arc::new(std::sync::Mutex::new(None));
         let completer = tokio::spawn(completion_loop(
             queue.clone(),
             done_rx,
             batch as usize,
             wake.clone(),
+            unwritable.clone(),
         ));
 
         let ctx = TaskContext {
@@ -331,8 +346,13 @@ impl Worker {
         let min_idle = Duration::from_millis(2);
         let mut idle = min_idle;
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut fatal = None;
 
         'claiming: loop {
+            if let Some(e) = unwritable.lock().ok().and_then(|mut u| u.take()) {
+                fatal = Some(e);
+                break 'claiming;
+            }
             let permits = tokio::select! {
                 biased;
                 () = &mut shutdown => break 'claiming,
@@ -354,6 +374,15 @@ impl Worker {
             let want = permits.num_permits() as u32;
             let tasks = match queue.claim(&id, want, lease).await {
                 Ok(t) => t,
+                // A queue that cannot be written (a full disk, a read-only or corrupt
+                // file) will not heal by waiting: stop, with the cause, rather than
+                // back off for ever.
+                Err(e) if !e.is_retryable() => {
+                    // Returned to the caller, who reports it.
+                    tracing::debug!(worker = %id, error = %e, "claim failed; stopping");
+                    fatal = Some(e);
+                    break 'claiming;
+                }
                 Err(e) => {
                     tracing::warn!(worker = %id, error = %e, "claim failed; backing off");
                     drop(permits);
@@ -402,6 +431,19 @@ impl Worker {
                     drop(permit);
                 });
             }
+        }
+
+        if let Some(e) = fatal {
+            // The queue cannot record what the tasks in flight would finish, so do not
+            // wait for them (a big write task may run for minutes): stop now, as a crash
+            // would; their leases expire and they run again once the queue is mended.
+            heartbeat.abort();
+            if let Some(l) = listener {
+                l.abort();
+            }
+            // Best effort: the queue is likely not writable either.
+            let _ = queue.backend().deregister_worker(&id).await;
+            return Err(e);
         }
 
         // Drain: every slot back means every handler has finished and sent its outcome.
@@ -471,7 +513,22 @@ async fn completion_loop(
     mut rx: mpsc::UnboundedReceiver<Outcome>,
     batch: usize,
     wake: Arc<Notify>,
+    unwritable: Arc<std::sync::Mutex<Option<Error>>>,
 ) -> WorkerReport {
+    // A statement the database refuses for good (not a bad completion: a full disk, a
+    // read-only file) stops the worker; other errors drop the outcomes (the leases expire
+    // and the tasks run again elsewhere).
+    let stop_on = |e: Error| -> Option<Error> {
+        if matches!(e, Error::Database { .. }) && !e.is_retryable() {
+            if let Ok(mut u) = unwritable.lock() {
+                u.get_or_insert(e);
+            }
+            wake.notify_one();
+            None
+        } else {
+            Some(e)
+        }
+    };
     let mut report = WorkerReport::default();
     let mut done = Vec::with_capacity(batch);
     let mut failed = Vec::new();
@@ -499,7 +556,11 @@ async fn completion_loop(
                     }
                 }
                 // The leases will expire and the tasks run again elsewhere.
-                Err(e) => tracing::error!(error = %e, n = done.len(), "dropping completions"),
+                Err(e) => {
+                    if let Some(e) = stop_on(e) {
+                        tracing::error!(error = %e, n = done.len(), "dropping completions");
+                    }
+                }
             }
             done.clear();
             wake.notify_one();
@@ -511,7 +572,11 @@ async fn completion_loop(
                     tracing::info!(task = %a.task_id, job = %a.job_id, error = %e, ?outcome, "task failed");
                     report.failed += 1;
                 }
-                Err(err) => tracing::error!(task = %a.task_id, error = %err, "dropping a failure"),
+                Err(err) => {
+                    if let Some(err) = stop_on(err) {
+                        tracing::error!(task = %a.task_id, error = %err, "dropping a failure");
+                    }
+                }
             }
         }
     }

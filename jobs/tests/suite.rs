@@ -13,8 +13,9 @@ use rstest::rstest;
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 use terrace_jobs::{
-    Ack, Attempt, Completion, Error, FailOutcome, JobId, JobState, ManualClock, NewJob, NewTask,
-    Queue, QueueOptions, TaskError, TaskOutput, TaskState, Worker, WorkerConfig, handler_fn,
+    Ack, Attempt, CancelOutcome, Completion, Error, FailOutcome, JobId, JobState, ManualClock,
+    NewJob, NewTask, Queue, QueueOptions, TaskError, TaskOutput, TaskState, Worker, WorkerConfig,
+    handler_fn,
 };
 
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -577,6 +578,83 @@ async fn cancel_stops_a_job_and_refuses_its_running_tasks(
     assert_eq!(q.job(id).await.expect("job").tasks_done, 0);
 }
 
+/// Once a job's commit task has begun its commit, a cancel no longer stops the job: the
+/// commit's completion decides it. A cancel that came first makes `begin_commit` refuse,
+/// so the task commits nothing and the job stays cancelled.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begun_commit_decides_its_job_and_an_earlier_cancel_stops_it(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let db = TestDb::new(kind).await;
+    let q = db.queue(QueueOptions::default()).await;
+    let two_stages = || {
+        NewJob::new("ingest", json!({}))
+            .with_task(NewTask::new(0, json!("write")))
+            .with_task(NewTask::new(1, json!("commit")))
+    };
+    let to_commit = |q: Queue, id: JobId| async move {
+        let write = q.claim("w", 1, LEASE).await.expect("claim");
+        q.complete(&[done(&write[0], json!(1))])
+            .await
+            .expect("complete");
+        let commit = q.claim("w", 1, LEASE).await.expect("claim");
+        assert_eq!((commit[0].job_id, commit[0].stage), (id, 1));
+        commit.into_iter().next().unwrap()
+    };
+
+    // The commit begins, then a cancel arrives: it is recorded, not applied.
+    let id = q.submit(two_stages()).await.expect("submit");
+    let commit = to_commit(q.clone(), id).await;
+    let attempt = Attempt::from(&commit);
+    assert!(q.begin_commit(&attempt).await.expect("begin"));
+    assert!(
+        q.begin_commit(&attempt).await.expect("begin again"),
+        "idempotent"
+    );
+    assert_eq!(
+        q.cancel(id).await.expect("cancel"),
+        CancelOutcome::Committing
+    );
+    let rec = q.job(id).await.expect("job");
+    assert_eq!(rec.state, JobState::Running);
+    assert!(rec.commit_started && rec.cancel_requested_at.is_some());
+    let acks = q
+        .complete(&[done(&commit, json!({"committed": true, "version": 1}))])
+        .await
+        .expect("complete");
+    assert_eq!(acks, vec![Ack::Accepted]);
+    let rec = q.job(id).await.expect("job");
+    assert_eq!(rec.state, JobState::Succeeded);
+    assert_eq!(rec.result, Some(json!({"committed": true, "version": 1})));
+
+    // A cancel first: the commit task is refused its commit.
+    let id = q.submit(two_stages()).await.expect("submit");
+    let commit = to_commit(q.clone(), id).await;
+    assert_eq!(
+        q.cancel(id).await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+    assert!(
+        !q.begin_commit(&Attempt::from(&commit))
+            .await
+            .expect("begin")
+    );
+    let rec = q.job(id).await.expect("job");
+    assert_eq!(rec.state, JobState::Cancelled);
+    assert!(!rec.commit_started);
+
+    // A stale attempt (its lease lost and the task claimed again) is refused too.
+    let id = q.submit(two_stages()).await.expect("submit");
+    let mut stale = Attempt::from(&to_commit(q.clone(), id).await);
+    stale.attempt += 1;
+    assert!(!q.begin_commit(&stale).await.expect("begin"));
+    assert_eq!(
+        q.cancel(id).await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+}
+
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_job_id_is_job_not_found(#[values(Kind::Sqlite, Kind::Postgres)] kind: Kind) {
@@ -706,23 +784,38 @@ async fn malformed_spec_and_payload_name_the_row(
 async fn unreachable_database_fails_clearly_after_retries(
     #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
 ) {
-    let url = match kind {
-        Kind::Postgres => "postgres://postgres@127.0.0.1:1/x".to_owned(),
-        Kind::Sqlite => "sqlite:///nonexistent-dir/terrace/q.db?mode=rwc".to_owned(),
-    };
     let options = QueueOptions::default().with_connect_retries(3, Duration::from_millis(20));
     let started = std::time::Instant::now();
-    let err = Queue::connect_with(&url, options).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Connect { url: u, attempts: 3, .. } if *u == url),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains(&url), "{err}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(60),
-        "backed off 20 + 40 ms"
-    );
-    assert!(err.is_retryable());
+    match kind {
+        // A refused connection may pass (the server starting): tried 3 times.
+        Kind::Postgres => {
+            let url = "postgres://postgres@127.0.0.1:1/x";
+            let err = Queue::connect_with(url, options).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::Connect { url: u, attempts: 3, .. } if u == url),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(url), "{err}");
+            assert!(
+                started.elapsed() >= Duration::from_millis(60),
+                "backed off 20 + 40 ms"
+            );
+            assert!(err.is_retryable());
+        }
+        // A file that cannot be opened will not open by waiting: it fails at once,
+        // named by its path.
+        Kind::Sqlite => {
+            let url = "sqlite:///nonexistent-dir/terrace/q.db?mode=rwc";
+            let err = Queue::connect_with(url, options).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::Connect { url: u, attempts: 1, .. }
+                    if u == "/nonexistent-dir/terrace/q.db"),
+                "{err:?}"
+            );
+            assert!(started.elapsed() < Duration::from_millis(20), "no backoff");
+            assert!(!err.is_retryable());
+        }
+    }
 
     let err = Queue::connect("mysql://h/db").await.unwrap_err();
     assert!(matches!(err, Error::UnsupportedUrl { .. }), "{err:?}");

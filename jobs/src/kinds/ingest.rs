@@ -16,21 +16,24 @@ use std::collections::BTreeMap;
 
 use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use terrace_format::{
     CreateOptions, DataFile, DataFileWriter, Dataset, Layout, Location, ScanRequest,
     SchemaEvolution, WriterOptions, concat_data_files, conform_batch, partition_path,
     read_data_files, reconcile, worth_concatenating,
 };
 use terrace_planner::{
-    InputFormat, SchemaField, WriteOptions, WriteTask, check_partition_sample, check_schema_names,
-    infer_schema_and_unseen, list_inputs, plan_write, read_split, reduce_task_for,
-    schema_from_fields, schema_to_fields, split_inputs, with_types_of,
+    InputFile, InputFormat, SchemaField, WriteOptions, WriteTask, check_partition_sample,
+    check_schema_names, infer_schema_and_unseen, list_inputs, plan_write, read_split,
+    reduce_task_for, schema_from_fields, schema_to_fields, split_inputs, with_types_of,
 };
 
 use super::KIND_INGEST;
-use super::common::{absolute, delete_prefix, location, read_reports, write_report};
+use super::commits::{commit_job_id, committing_job, is_run};
+use super::common::{absolute, delete_prefix, location, read_reports, store_error, write_report};
 use crate::error::{Error, Result};
 use crate::model::{ClaimedTask, NewJob, NewTask, TaskOutput};
 use crate::worker::TaskContext;
@@ -76,8 +79,13 @@ pub struct IngestRequest {
     /// Target bytes of input per write task (default 128 MiB, or 64 MiB per map task of
     /// a shuffle; see [`default_split_bytes`]).
     pub split_bytes: Option<u64>,
-    /// Recorded in the commit; a second ingest with the same key commits nothing.
+    /// Recorded in the commit; a second ingest with the same key commits nothing. By
+    /// default an append's key is derived from what the job is ([`inputs_key`]), so the
+    /// same ingest of unchanged inputs commits once.
     pub idempotency_key: Option<String>,
+    /// Ingest even inputs that were ingested before: the commit gets a key of its own run
+    /// instead of the one derived from the inputs.
+    pub force: bool,
 }
 
 /// What an ingest job stores as its spec, shared by its tasks.
@@ -112,6 +120,10 @@ pub struct IngestSpec {
     pub add_columns: bool,
     /// The key recorded in the commit.
     pub idempotency_key: String,
+    /// Whether that key was derived from the inputs ([`inputs_key`]) rather than given
+    /// or the run's own; only changes how a no-op commit is reported.
+    #[serde(default)]
+    pub key_from_inputs: bool,
     /// Staging directory relative to the dataset root.
     pub staging: String,
     /// Whether a shuffle's map tasks write pieces in the final encoding, which the
@@ -272,12 +284,30 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     // again: the lineitem SF 1 ingest from Parquet with an index on l_orderkey took
     // 13.9 s that way and 11.0 s by copying (4.7 s without the index).
     let concat_pieces = request.shuffle;
+    // An overwrite is idempotent by itself (a re-run replaces the same partitions with
+    // the same rows), and a key derived from its inputs would make it wrong: overwrite p
+    // from A, then from B, then from A again must restore A, not be a no-op. So only
+    // appends, which a re-run would double, get the key of what they are.
+    let (idempotency_key, key_from_inputs) = match (&request.idempotency_key, request.force) {
+        (Some(key), _) => (key.clone(), false),
+        (None, false) if request.mode == IngestMode::Append => (
+            inputs_key(
+                &dataset_location,
+                request.mode,
+                &files,
+                &input_schema,
+                &layout,
+                request.add_columns,
+            )
+            .await?,
+            true,
+        ),
+        (None, _) => (format!("run:{run_id}"), false),
+    };
     let spec = IngestSpec {
         dataset: dataset_location,
-        idempotency_key: request
-            .idempotency_key
-            .clone()
-            .unwrap_or_else(|| format!("run:{run_id}")),
+        idempotency_key,
+        key_from_inputs,
         run_id,
         inputs: request.inputs.clone(),
         input_files: files.len() as u64,
@@ -306,6 +336,70 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         }
     }
     Ok(job)
+}
+
+/// The idempotency key of an append when none is given: a digest of what the job is —
+/// the dataset, the mode, how rows are read and laid out (each file's format, the input
+/// schema, the layout, whether columns may be added) and each input file as it is now
+/// (location, size, last-modified time and e-tag, from a HEAD of each). The same ingest of
+/// unchanged inputs then has the same key, so running it again after it committed (the
+/// natural thing once a client gave up waiting) commits nothing; a file that changed, or
+/// one more file, makes another key and is ingested. As COPY INTO in Databricks and
+/// Snowflake skips files it loaded before; `--force` ingests anyway.
+///
+/// Options that change how the files are cut but not which rows the dataset gets (sort
+/// order, row-group size, split size, shuffle) are left out: running an ingest again with
+/// another sort order must not add its rows twice.
+pub async fn inputs_key(
+    dataset: &str,
+    mode: IngestMode,
+    files: &[InputFile],
+    input_schema: &SchemaRef,
+    layout: &Layout,
+    add_columns: bool,
+) -> Result<String> {
+    // Owned, so the future is Send for any lifetime (a stream of borrowed files is not).
+    let named: Vec<(String, InputFormat)> = files
+        .iter()
+        .map(|f| (f.location.clone(), f.format))
+        .collect();
+    let identities: Vec<serde_json::Value> = futures::stream::iter(named)
+        .map(|(file, format)| async move {
+            let loc = location(&file)?;
+            let meta = loc
+                .store
+                .head(&loc.root)
+                .await
+                .map_err(|source| store_error(&loc, &file, source))?;
+            Ok::<_, Error>(json!({
+                "location": file,
+                "format": format,
+                "size": meta.size,
+                "last_modified": meta.last_modified.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                "e_tag": meta.e_tag,
+                "version": meta.version,
+            }))
+        })
+        .buffered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let mut identities = identities;
+    identities.sort_by(|a, b| a["location"].as_str().cmp(&b["location"].as_str()));
+    let what = json!({
+        "key": 1,
+        "dataset": dataset,
+        "mode": mode,
+        "input_schema": schema_to_fields(input_schema)
+            .map_err(Error::planner("carrying the input schema"))?,
+        "layout": layout,
+        "add_columns": add_columns,
+        "files": identities,
+    });
+    let digest = Sha256::digest(what.to_string().as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("inputs:{hex}"))
 }
 
 /// Run one task of an ingest.
@@ -593,6 +687,14 @@ async fn commit(
     if files.is_empty() {
         return nothing_to_commit(spec).await;
     }
+    // The point of no return: from here this task, not a cancel, decides the job (a
+    // cancel now is answered with what this commit did). A cancel that came first wins,
+    // and nothing is committed.
+    // The staging is left alone then: when this attempt merely lost its task, the attempt
+    // that holds it now reads it (a cancelled job's staging is gc's to remove).
+    if !ctx.begin_commit(task).await? {
+        return Err(Error::Cancelled { id: task.job_id });
+    }
     let dataset = open_or_create(spec).await?;
     let result = {
         let builder = match spec.mode {
@@ -600,7 +702,7 @@ async fn commit(
             IngestMode::Overwrite => dataset.overwrite_partitions(files),
         };
         let mut builder = builder
-            .with_job_id(spec.run_id.clone())
+            .with_job_id(commit_job_id(task.job_id, &spec.run_id))
             .with_idempotency_key(spec.idempotency_key.clone());
         if spec.add_columns {
             builder = builder.with_schema(schema);
@@ -618,11 +720,14 @@ async fn commit(
                     "reading version {v} of {}",
                     spec.dataset
                 )))?;
-                if earlier.commit().job_id.as_deref() == Some(spec.run_id.as_str()) {
+                if is_run(earlier.commit().job_id.as_deref(), &spec.run_id) {
                     committed_result(&earlier, true)
                 } else {
                     json!({"version": committed.version(), "rows": 0, "files": 0,
                            "committed": false, "duplicate_of": v,
+                           "duplicate_job": committing_job(earlier.commit()).map(|j| j.0),
+                           "duplicate_rows": earlier.commit().rows_added,
+                           "same_inputs": spec.key_from_inputs,
                            "idempotency_key": spec.idempotency_key})
                 }
             }
@@ -677,5 +782,5 @@ async fn own_commit(spec: &IngestSpec) -> Result<Option<terrace_format::Snapshot
     Ok(history
         .into_iter()
         .rev()
-        .find(|s| s.commit().job_id.as_deref() == Some(spec.run_id.as_str())))
+        .find(|s| is_run(s.commit().job_id.as_deref(), &spec.run_id)))
 }

@@ -13,10 +13,11 @@ use serde_json::json;
 use terrace_format::{Dataset, GcOptions};
 use terrace_planner::Predicate;
 
+use super::commits::commit_job_id;
 use super::common::absolute;
 use super::{KIND_DELETE, KIND_GC};
 use crate::error::{Error, Result};
-use crate::model::{JobState, NewJob, NewTask, TaskOutput};
+use crate::model::{ClaimedTask, JobState, NewJob, NewTask, TaskOutput};
 use crate::queue::Queue;
 use crate::worker::TaskContext;
 
@@ -130,7 +131,11 @@ fn whole_seconds(retention: Duration) -> Result<u64> {
     Ok(retention.as_secs())
 }
 
-pub(crate) async fn run_delete(spec: &DeleteSpec) -> Result<TaskOutput> {
+pub(crate) async fn run_delete(
+    spec: &DeleteSpec,
+    task: &ClaimedTask,
+    ctx: &TaskContext,
+) -> Result<TaskOutput> {
     let dataset = Dataset::open(&spec.dataset)
         .await
         .map_err(Error::format(format!("opening {}", spec.dataset)))?;
@@ -158,10 +163,14 @@ pub(crate) async fn run_delete(spec: &DeleteSpec) -> Result<TaskOutput> {
             json!({"version": dataset.version(), "partitions": 0, "committed": false}),
         ));
     }
+    // As an ingest's commit: past this point the delete, not a cancel, decides the job.
+    if !ctx.begin_commit(task).await? {
+        return Err(Error::Cancelled { id: task.job_id });
+    }
     let count = matching.len();
     let committed = dataset
         .delete_partitions(matching)
-        .with_job_id(spec.run_id.clone())
+        .with_job_id(commit_job_id(task.job_id, &spec.run_id))
         .with_idempotency_key(format!("run:{}", spec.run_id))
         .commit()
         .await

@@ -13,12 +13,19 @@
 //!   the report's path is the task's result, so only the attempt whose completion the
 //!   queue accepted is ever read;
 //! - the single commit task reads the reports of the previous stage from the queue and
-//!   commits with the idempotency key `run:<run id>` (or the caller's key), so a commit
-//!   task that runs again after its worker died mid-acknowledgement finds its own commit
-//!   and does nothing.
+//!   commits with an idempotency key — by default for an append the digest of what the
+//!   job is ([`ingest::inputs_key`]: dataset, mode, each input file's size and
+//!   modification time), else the caller's key or `run:<run id>` — and records
+//!   `<job id>:<run id>` ([`commits`]), so a commit task that runs again after its worker
+//!   died mid-acknowledgement finds its own commit and does nothing, and a re-run of the
+//!   same ingest of unchanged inputs commits nothing;
+//! - the commit task calls [`TaskContext::begin_commit`] before it makes anything
+//!   visible: a cancel that came first wins (nothing is committed), one that comes later
+//!   is answered with what the commit did, so the job's state matches the dataset.
 //!
 //! Files of failed attempts are never referenced and `terrace gc` removes them later.
 
+mod commits;
 mod common;
 mod ingest;
 mod maintenance;
@@ -35,8 +42,9 @@ use crate::error::{Error, Result};
 use crate::model::{ClaimedTask, JobId, TaskOutput};
 use crate::worker::{TaskContext, TaskError, TaskHandler};
 
+pub use commits::{CommitLookup, JobCommit, committing_job, find_job_commit};
 pub use common::delete_prefix;
-pub use ingest::{IngestMode, IngestRequest, IngestSpec, plan_ingest};
+pub use ingest::{IngestMode, IngestRequest, IngestSpec, inputs_key, plan_ingest};
 pub use maintenance::{DeleteSpec, GcSpec, plan_delete, plan_gc};
 pub use query::{
     OutputFormat, QueryRequest, QueryResult, QuerySpec, RegionQuery, plan_query, read_query_result,
@@ -99,7 +107,7 @@ impl Executor {
             }
             KIND_DELETE => {
                 let spec = DeleteSpec::deserialize(spec.as_ref()).map_err(malformed)?;
-                maintenance::run_delete(&spec).await
+                maintenance::run_delete(&spec, task, ctx).await
             }
             KIND_GC => {
                 let spec = GcSpec::deserialize(spec.as_ref()).map_err(malformed)?;

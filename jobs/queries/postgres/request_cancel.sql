@@ -1,0 +1,1 @@
+UPDATE jobs SET cancel_requested_at = $2 WHERE id = $1

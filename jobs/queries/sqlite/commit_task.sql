@@ -1,0 +1,1 @@
+SELECT commit_task FROM jobs WHERE id = ?1
