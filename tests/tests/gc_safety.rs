@@ -434,7 +434,13 @@ fn latest_does_not_trust_a_stale_hint_below_a_gap() {
     for month in ["02", "01", "02"] {
         ingest(
             cwd,
-            &[&format!("flights/flights-{month}.csv"), "--into", "lake/f"],
+            // --force: the second ingest of month 02 would otherwise be a no-op re-run.
+            &[
+                &format!("flights/flights-{month}.csv"),
+                "--into",
+                "lake/f",
+                "--force",
+            ],
         )
         .ok();
     }
@@ -443,7 +449,11 @@ fn latest_does_not_trust_a_stale_hint_below_a_gap() {
     std::fs::write(lake.join("_latest"), "2").unwrap();
     assert_eq!(inspect(cwd, "lake/f")["version"], 4);
 
-    let out = ingest(cwd, &["flights/flights-01.csv", "--into", "lake/f"]).ok();
+    let out = ingest(
+        cwd,
+        &["flights/flights-01.csv", "--into", "lake/f", "--force"],
+    )
+    .ok();
     assert!(out.stdout.contains("at version 5"), "{}", out.stdout);
     assert!(!lake.join("versions/00000000000000000003.json").exists());
     assert_eq!(inspect(cwd, "lake/f")["version"], 5);
