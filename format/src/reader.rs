@@ -29,7 +29,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::col;
 use datafusion::physical_plan::filter::FilterExecBuilder;
@@ -302,7 +302,7 @@ pub async fn read_data_files(
 ///
 /// A weaker predicate, so it prunes no row group or page the whole one would keep.
 fn without_columns(predicate: &Expr, columns: &[String]) -> Option<Expr> {
-    conjunction(
+    balanced_conjunction(
         split_conjunction(predicate)
             .into_iter()
             .filter(|e| {
@@ -310,8 +310,27 @@ fn without_columns(predicate: &Expr, columns: &[String]) -> Option<Expr> {
                     .iter()
                     .all(|c| !columns.iter().any(|n| n == &c.name))
             })
-            .cloned(),
+            .cloned()
+            .collect(),
     )
+}
+
+/// The AND of `terms` as a balanced tree. DataFusion's `conjunction` folds them into a
+/// chain one level per term, and a predicate of thousands of terms would then overflow
+/// the stack of whatever walks it (planning, evaluation, Drop).
+fn balanced_conjunction(mut terms: Vec<Expr>) -> Option<Expr> {
+    while terms.len() > 1 {
+        let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+        let mut it = terms.into_iter();
+        while let Some(left) = it.next() {
+            next.push(match it.next() {
+                Some(right) => left.and(right),
+                None => left,
+            });
+        }
+        terms = next;
+    }
+    terms.pop()
 }
 
 /// `schema` with its string and binary columns as view types. DataFusion's Parquet scan

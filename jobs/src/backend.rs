@@ -98,7 +98,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Makes tasks whose lease expired before `now` ready again; returns those reaped and
     /// the attempts that were the task's last (the caller fails them).
-    fn reap_expired(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<(u64, Vec<Attempt>)>>;
+    fn reap_expired(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<(u64, Vec<LostLast>)>>;
 
     /// Cancels a job that is not finished, and its unfinished tasks, unless a task of it
     /// has begun to commit ([`Backend::begin_commit`]): then the job is left to that
@@ -312,6 +312,34 @@ pub(crate) fn check_new_job(job: &NewJob) -> Result<i32> {
 }
 
 /// The job error recorded when a task dies.
+/// An expired lease on a task's last attempt: the attempt, and how many of the task's
+/// earlier attempts lost their worker too.
+#[derive(Debug, Clone)]
+pub struct LostLast {
+    /// The last attempt, whose lease expired.
+    pub attempt: Attempt,
+    /// Earlier attempts of the task that lost their worker.
+    pub lost_before: i32,
+}
+
+/// The error of a task that lost its worker on its last attempt, `lost` times in all.
+pub(crate) fn lost_error(attempt: &Attempt, lost: i32) -> String {
+    let count = match lost {
+        1 => "once".to_string(),
+        n => format!("{n} times"),
+    };
+    let on = if lost >= attempt.attempt {
+        "on every attempt".to_string()
+    } else {
+        format!("on {lost} of its {} attempts", attempt.attempt)
+    };
+    format!(
+        "its worker was lost {count}, {on} (the lease of worker {} expired on the last): a \
+         task that crashes, kills or freezes its worker is not tried again",
+        attempt.lease_owner
+    )
+}
+
 pub(crate) fn job_error(task: TaskId, stage: i32, attempt: i32, error: &str) -> String {
     format!("task {task} (stage {stage}, attempt {attempt}) failed: {error}")
 }

@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::backend::{
-    Backend, Tally, check_fan_out, check_new_job, committed_rows, job_error, schedule_insert_error,
-    schedule_record,
+    Backend, LostLast, Tally, check_fan_out, check_new_job, committed_rows, job_error,
+    schedule_insert_error, schedule_record,
 };
 use crate::error::{Error, Result};
 use crate::model::{
@@ -673,7 +673,7 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn reap_expired(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<(u64, Vec<Attempt>)>> {
+    fn reap_expired(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<(u64, Vec<LostLast>)>> {
         Box::pin(async move {
             let ctx = "reaping expired leases";
             let mut tx = self.tx(ctx).await?;
@@ -695,11 +695,14 @@ impl Backend for PostgresBackend {
             let mut last = Vec::with_capacity(rows.len());
             for row in rows {
                 let owner: Option<String> = row.try_get(3).map_err(Error::db(ctx))?;
-                last.push(Attempt {
-                    task_id: TaskId(row.try_get(0).map_err(Error::db(ctx))?),
-                    job_id: JobId(row.try_get(1).map_err(Error::db(ctx))?),
-                    attempt: row.try_get(2).map_err(Error::db(ctx))?,
-                    lease_owner: owner.unwrap_or_default(),
+                last.push(LostLast {
+                    attempt: Attempt {
+                        task_id: TaskId(row.try_get(0).map_err(Error::db(ctx))?),
+                        job_id: JobId(row.try_get(1).map_err(Error::db(ctx))?),
+                        attempt: row.try_get(2).map_err(Error::db(ctx))?,
+                        lease_owner: owner.unwrap_or_default(),
+                    },
+                    lost_before: row.try_get(4).map_err(Error::db(ctx))?,
                 });
             }
             Ok((n, last))

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, lost_error};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -413,12 +413,9 @@ impl Queue {
     pub async fn reap_expired(&self) -> Result<u64> {
         let now = self.now();
         let (n, last) = self.backend.reap_expired(now).await?;
-        for a in &last {
-            let msg = format!(
-                "lease of worker {} expired on the last attempt",
-                a.lease_owner
-            );
-            self.backend.fail(a, &msg, None, now).await?;
+        for lost in &last {
+            let msg = lost_error(&lost.attempt, lost.lost_before + 1);
+            self.backend.fail(&lost.attempt, &msg, None, now).await?;
         }
         Ok(n + last.len() as u64)
     }

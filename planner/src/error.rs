@@ -102,6 +102,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A predicate too long or too deeply nested to plan safely.
+    #[error("predicate too large: {reason}")]
+    PredicateTooLarge {
+        /// Which bound it exceeds.
+        reason: String,
+    },
     /// An invalid planning option (region file line, dispatch column, sizes, ...).
     #[error("invalid {what}: {reason}")]
     InvalidArgument {

@@ -41,6 +41,7 @@ mod prune;
 mod read_plan;
 mod regions;
 mod row_groups;
+mod skeleton;
 mod write_plan;
 
 pub use error::{Error, Position, Result};
@@ -58,6 +59,7 @@ pub use read_plan::{
 };
 pub use regions::{Region, merge_regions, parse_bed, split_regions};
 pub use row_groups::RowGroupHint;
+pub use skeleton::{MAX_NESTING, MAX_OPERATORS, MAX_TERMS};
 pub use write_plan::{
     SchemaField, Stage, StageKind, WriteOptions, WritePlan, WriteTask, plan_write, reduce_task_for,
     schema_from_fields, schema_to_fields, staging_dir, staging_piece_path,

@@ -30,15 +30,26 @@ use arrow::datatypes::{DataType, Schema};
 use arrow::util::display::FormatOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, ScalarValue};
-use datafusion::config::Dialect;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, Operator, lit};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::ast::{self as sql_ast, Spanned};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Position, Result};
+use crate::skeleton::{self, Limits, MAX_TERMS, Node, balanced, depth, rebalance, shorten};
+
+/// sqlparser's recursion limit for one operand of a predicate: enough for
+/// [`skeleton::MAX_NESTING`] levels of calls and brackets, which the skeleton bounds
+/// before sqlparser sees the text (sqlparser grows its stack as it recurses).
+const SQL_RECURSION_LIMIT: usize = 4 * skeleton::MAX_NESTING;
+
+/// The deepest a checked predicate's expression may be. The skeleton's bounds keep a
+/// predicate well within it; this is the last check before the expression goes to walks
+/// DataFusion does not guard (Drop, Clone, Display, evaluation).
+const MAX_EXPR_DEPTH: usize = 2048;
 
 /// A comparison operator of a DNF term, as kartothek spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +122,12 @@ impl Predicate {
     /// # Ok::<(), terrace_planner::Error>(())
     /// ```
     pub fn parse(sql: &str, schema: &Schema) -> Result<Predicate> {
+        Predicate::parse_within(sql, schema, Limits::USER)
+    }
+
+    /// [`Predicate::parse`] within `limits`: a task's predicate (the user's, ANDed with
+    /// generated region and sample predicates) may be larger than a user's.
+    pub(crate) fn parse_within(sql: &str, schema: &Schema, limits: Limits) -> Result<Predicate> {
         let text = sql.trim();
         if text.is_empty() {
             return Err(Error::InvalidPredicate {
@@ -118,19 +135,40 @@ impl Predicate {
                 reason: "the predicate is empty".to_string(),
             });
         }
+        // The AND / OR / NOT structure first, without recursion per term; then each
+        // operand on its own through sqlparser and DataFusion's SQL planner.
+        let skeleton = skeleton::parse(text, limits)?;
+        let mut leaves = Vec::new();
+        collect_leaves(&skeleton.root, &mut leaves);
+        let mut parsed = Vec::with_capacity(leaves.len());
+        let mut columns: HashMap<String, Position> = HashMap::new();
+        for range in leaves {
+            let leaf = DFParserBuilder::new(skeleton.leaf_tokens(range))
+                .with_recursion_limit(SQL_RECURSION_LIMIT)
+                .build()
+                .and_then(|mut p| p.parse_into_expr())
+                .map_err(|e| syntax_error(text, e, skeleton.after(range)))?;
+            for (column, position) in check_sql_ast(&leaf.expr, schema)? {
+                columns.entry(column).or_insert(position);
+            }
+            parsed.push(leaf);
+        }
         let state = session().state();
-        let parsed = state
-            .sql_to_expr_with_alias(text, &Dialect::Generic)
-            .map_err(|e| syntax_error(sql, e))?;
-        let columns = check_sql_ast(&parsed.expr, schema)?;
         let df_schema = DFSchema::try_from(schema.clone())
             .map_err(|e| Error::datafusion("preparing the schema", e))?;
-        let expr = state
-            .create_logical_expr_from_sql_expr(parsed, &df_schema)
-            .map_err(|e| Error::InvalidPredicate {
-                predicate: sql.to_string(),
-                reason: e.strip_backtrace(),
-            })?;
+        let mut exprs = Vec::with_capacity(parsed.len());
+        for leaf in parsed {
+            exprs.push(
+                state
+                    .create_logical_expr_from_sql_expr(leaf, &df_schema)
+                    .map_err(|e| Error::InvalidPredicate {
+                        predicate: shorten(sql),
+                        reason: e.strip_backtrace(),
+                    })?,
+            );
+        }
+        let mut exprs = exprs.into_iter();
+        let expr = assemble(&skeleton.root, &mut exprs);
         let position = |column: &str| columns.get(column).cloned().unwrap_or(Position::Unknown);
         let expr = finish(expr, sql, schema, &df_schema, &position)?;
         Ok(Predicate {
@@ -161,12 +199,18 @@ impl Predicate {
         }
         let df_schema = DFSchema::try_from(schema.clone())
             .map_err(|e| Error::datafusion("preparing the schema", e))?;
-        let mut disjunction: Option<Expr> = None;
+        let terms: usize = dnf.iter().map(Vec::len).sum();
+        if terms > MAX_TERMS {
+            return Err(Error::PredicateTooLarge {
+                reason: format!("more than {MAX_TERMS} terms in the DNF"),
+            });
+        }
+        let mut disjunction = Vec::with_capacity(dnf.len());
         for (i, conjunction) in dnf.iter().enumerate() {
             if conjunction.is_empty() {
                 return Err(invalid("a conjunction is empty"));
             }
-            let mut all: Option<Expr> = None;
+            let mut all = Vec::with_capacity(conjunction.len());
             for (j, (column, op, value)) in conjunction.iter().enumerate() {
                 let position = Position::Dnf {
                     conjunction: i,
@@ -179,20 +223,11 @@ impl Predicate {
                         position: position.clone(),
                         available: available(schema),
                     })?;
-                let term = dnf_term(column, field.data_type(), *op, value, &position)?;
-                all = Some(match all {
-                    Some(e) => e.and(term),
-                    None => term,
-                });
+                all.push(dnf_term(column, field.data_type(), *op, value, &position)?);
             }
-            if let Some(all) = all {
-                disjunction = Some(match disjunction {
-                    Some(e) => e.or(all),
-                    None => all,
-                });
-            }
+            disjunction.extend(balanced(Operator::And, all));
         }
-        let expr = disjunction.ok_or_else(|| invalid("empty"))?;
+        let expr = balanced(Operator::Or, disjunction).ok_or_else(|| invalid("empty"))?;
         let sql = expr_to_sql(&expr)?;
         let expr = finish(expr, &sql, schema, &df_schema, &|_| Position::Unknown)?;
         Ok(Predicate { sql, expr })
@@ -231,6 +266,8 @@ impl Predicate {
 
     /// A predicate from an already checked expression (internal: generated filters).
     pub(crate) fn from_checked_expr(expr: Expr, schema: &Schema) -> Result<Predicate> {
+        // Balanced before anything walks it: the unparser recurses per level.
+        let expr = rebalance(expr);
         let sql = expr_to_sql(&expr)?;
         let df_schema = DFSchema::try_from(schema.clone())
             .map_err(|e| Error::datafusion("preparing the schema", e))?;
@@ -255,16 +292,52 @@ fn available(schema: &Schema) -> String {
         .join(", ")
 }
 
-fn syntax_error(sql: &str, e: DataFusionError) -> Error {
+/// A parse error of an operand; `after` is the token that ended the operand, which
+/// sqlparser saw as the end of input.
+fn syntax_error(sql: &str, e: DataFusionError, after: Option<String>) -> Error {
     let message = e.strip_backtrace();
-    let message = message
+    let mut message = message
         .strip_prefix("SQL error: ")
         .unwrap_or(&message)
         .to_string();
+    if let Some(after) = after {
+        message = message.replace("found: EOF", &format!("found: {after}"));
+    }
     let position = position_in_message(&message).unwrap_or(Position::Unknown);
     Error::Syntax {
-        message: format!("{message} (in {sql:?})"),
+        message: format!("{message} (in {:?})", shorten(sql)),
         position,
+    }
+}
+
+/// The leaves of `node`, left to right.
+fn collect_leaves<'a>(node: &'a Node, out: &mut Vec<&'a std::ops::Range<usize>>) {
+    match node {
+        Node::Leaf(range) => out.push(range),
+        Node::Not(inner) => collect_leaves(inner, out),
+        Node::And(items) | Node::Or(items) => {
+            for item in items {
+                collect_leaves(item, out);
+            }
+        }
+    }
+}
+
+/// The expression of `node`, taking its leaves' expressions from `leaves` in order;
+/// AND and OR become balanced trees.
+fn assemble(node: &Node, leaves: &mut impl Iterator<Item = Expr>) -> Expr {
+    match node {
+        Node::Leaf(_) => leaves.next().expect("one expression per leaf"),
+        Node::Not(inner) => Expr::Not(Box::new(assemble(inner, leaves))),
+        Node::And(items) | Node::Or(items) => {
+            let op = if matches!(node, Node::And(_)) {
+                Operator::And
+            } else {
+                Operator::Or
+            };
+            let operands = items.iter().map(|i| assemble(i, leaves)).collect();
+            balanced(op, operands).expect("two or more operands")
+        }
     }
 }
 
@@ -373,9 +446,10 @@ fn finish(
     position: &dyn Fn(&str) -> Position,
 ) -> Result<Expr> {
     let invalid = |reason: String| Error::InvalidPredicate {
-        predicate: sql.to_string(),
+        predicate: shorten(sql),
         reason,
     };
+    let expr = rebalance(expr);
     if let Some(bad) = first_unsupported(&expr) {
         return Err(Error::UnsupportedOperator {
             operator: bad,
@@ -420,7 +494,14 @@ fn finish(
             "the expression is {data_type}, not a boolean condition"
         )));
     }
-    Ok(simplified)
+    // The simplifier can rebuild a chain left-deep (its common-factor rule folds).
+    let balanced = rebalance(simplified);
+    if depth(&balanced) > MAX_EXPR_DEPTH {
+        return Err(Error::PredicateTooLarge {
+            reason: format!("nested deeper than {MAX_EXPR_DEPTH} levels once planned"),
+        });
+    }
+    Ok(balanced)
 }
 
 fn first_unsupported(expr: &Expr) -> Option<String> {

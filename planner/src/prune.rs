@@ -445,14 +445,19 @@ pub(crate) fn column_values(
                     column_values(left, column, schema, nulls),
                     column_values(right, column, schema, nulls),
                 ) {
-                    (Some(a), Some(b)) => Some(a.into_iter().filter(|v| b.contains(v)).collect()),
+                    (Some(a), Some(b)) => {
+                        let b: HashSet<&ScalarValue> = b.iter().collect();
+                        Some(a.into_iter().filter(|v| b.contains(v)).collect())
+                    }
                     (a, b) => a.or(b),
                 }
             }
+            // Sets, not `Vec::contains`: an OR of thousands of values would be quadratic.
             Operator::Or => {
                 let mut a = column_values(left, column, schema, nulls)?;
+                let mut seen: HashSet<ScalarValue> = a.iter().cloned().collect();
                 for v in column_values(right, column, schema, nulls)? {
-                    if !a.contains(&v) {
+                    if seen.insert(v.clone()) {
                         a.push(v);
                     }
                 }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::logical_expr::{Operator, col, lit};
 use serde::{Deserialize, Serialize};
 use terrace_format::{
     ColumnStats, DataFile, Dataset, Layout, ScanRequest, partition_value_from_str,
@@ -48,6 +48,7 @@ use crate::predicate::Predicate;
 use crate::prune::{PruneStep, Pruner, prune};
 use crate::regions::{Region, merge_regions, split_regions};
 use crate::row_groups::{Container, ContainerStatistics, RowGroupHint, row_group_hints};
+use crate::skeleton::{Limits, balanced};
 
 /// A data file as a task carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,7 +226,7 @@ impl ReadTask {
     pub fn parse_predicate(&self, schema: &Schema) -> Result<Option<Predicate>> {
         self.predicate
             .as_deref()
-            .map(|sql| Predicate::parse(sql, schema))
+            .map(|sql| Predicate::parse_within(sql, schema, Limits::TASK))
             .transpose()
     }
 
@@ -351,11 +352,11 @@ pub async fn plan_read(dataset: &Dataset, options: &ReadOptions) -> Result<ReadP
     let mut tasks = Vec::new();
     let (steps, predicate_text) = if let Some(rs) = &options.region_sample {
         let groups = region_groups(rs, &schema)?;
-        let all_regions = groups
-            .iter()
-            .map(|g| g.expr().clone())
-            .reduce(Expr::or)
-            .ok_or_else(|| Error::invalid("regions", "no region to read"))?;
+        let all_regions = balanced(
+            Operator::Or,
+            groups.iter().map(|g| g.expr().clone()).collect(),
+        )
+        .ok_or_else(|| Error::invalid("regions", "no region to read"))?;
         let all_regions = Predicate::from_checked_expr(all_regions, &schema)?;
         let query = match &options.predicate {
             Some(p) => p.and(&all_regions),
@@ -512,7 +513,7 @@ fn region_groups(rs: &RegionSample, schema: &Schema) -> Result<Vec<Predicate>> {
     };
     let mut out = Vec::new();
     for group in split_regions(&merged, rs.region_partitions) {
-        let mut expr: Option<Expr> = None;
+        let mut terms = Vec::with_capacity(group.len());
         for region in group {
             let contig = typed(
                 ScalarValue::Utf8(Some(region.contig.clone())),
@@ -533,12 +534,11 @@ fn region_groups(rs: &RegionSample, schema: &Schema) -> Result<Vec<Predicate>> {
                 .eq(lit(contig))
                 .and(col(rs.position_column.as_str()).gt_eq(lit(start)))
                 .and(col(rs.position_column.as_str()).lt(lit(end)));
-            expr = Some(match expr {
-                Some(e) => e.or(one),
-                None => one,
-            });
+            terms.push(one);
         }
-        if let Some(expr) = expr {
+        // Balanced: a regions file of thousands of regions would otherwise be a chain as
+        // deep as it is long.
+        if let Some(expr) = balanced(Operator::Or, terms) {
             out.push(Predicate::from_checked_expr(expr, schema)?);
         }
     }

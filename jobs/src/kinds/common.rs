@@ -28,6 +28,17 @@ pub(crate) fn absolute(text: &str) -> Result<String> {
         .map_err(|e| Error::invalid(text, format!("cannot resolve the path: {e}")))
 }
 
+/// An error of the `--where` predicate: one whose size or nesting is refused says so
+/// after the flag (`--where: predicate too large: nested deeper than 64 levels …`).
+pub(crate) fn where_error(e: terrace_planner::Error) -> Error {
+    match e {
+        terrace_planner::Error::PredicateTooLarge { .. } => {
+            Error::invalid("--where", e.to_string())
+        }
+        e => Error::planner("--where")(e),
+    }
+}
+
 /// Resolve a dataset (or output) location.
 pub(crate) fn location(text: &str) -> Result<Location> {
     Location::parse(text).map_err(Error::format(format!("resolving {text}")))

@@ -4,9 +4,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::array::BooleanArray;
 use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
-use datafusion::common::ScalarValue;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -14,7 +15,7 @@ use terrace_format::{Dataset, GcOptions};
 use terrace_planner::Predicate;
 
 use super::commits::commit_job_id;
-use super::common::absolute;
+use super::common::{absolute, where_error};
 use super::{KIND_DELETE, KIND_GC};
 use crate::error::{Error, Result};
 use crate::model::{ClaimedTask, JobState, NewJob, NewTask, TaskOutput};
@@ -55,7 +56,7 @@ pub async fn plan_delete(dataset: &str, predicate: &str) -> Result<NewJob> {
         .await
         .map_err(Error::format(format!("opening {dataset}")))?;
     let schema = opened.schema();
-    let parsed = Predicate::parse(predicate, &schema).map_err(Error::planner("--where"))?;
+    let parsed = Predicate::parse(predicate, &schema).map_err(where_error)?;
     let partition_on = &opened.current().layout().partition_on;
     for column in parsed.columns() {
         if !partition_on.contains(&column) {
@@ -218,27 +219,39 @@ async fn matching_partitions(
             retryable: false,
         }
     })?;
-    let ctx = SessionContext::new();
-    let kept = ctx
-        .read_batch(batch)
-        .map_err(engine)?
-        .filter(predicate.expr().clone())
-        .map_err(engine)?
-        .collect()
-        .await
+    // The expression straight to a physical one, not through a DataFrame: the logical
+    // optimizer would split the predicate's ANDs and fold them back into a chain one
+    // level per term, which a long `--where` made deep enough to overflow the stack.
+    let df_schema = DFSchema::try_from(batch.schema().as_ref().clone()).map_err(engine)?;
+    let physical = SessionContext::new()
+        .create_physical_expr(predicate.expr().clone(), &df_schema)
         .map_err(engine)?;
+    let mask = physical
+        .evaluate(&batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(engine)?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| Error::Execution {
+            context: "evaluating the delete's predicate".into(),
+            reason: format!("it is {}, not a boolean", mask.data_type()),
+            retryable: false,
+        })?;
+    let kept = arrow::compute::filter_record_batch(&batch, mask).map_err(|e| Error::Execution {
+        context: "evaluating the delete's predicate".into(),
+        reason: e.to_string(),
+        retryable: false,
+    })?;
     let mut out = Vec::new();
-    for batch in kept {
-        for row in 0..batch.num_rows() {
-            out.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|c| ScalarValue::try_from_array(c, row))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(engine)?,
-            );
-        }
+    for row in 0..kept.num_rows() {
+        out.push(
+            kept.columns()
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, row))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(engine)?,
+        );
     }
     Ok(out)
 }

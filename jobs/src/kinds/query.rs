@@ -31,7 +31,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext as DfTaskCont
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 // Deprecated in parquet 59.3 in favour of hand-written `AsyncFileReader`/`AsyncFileWriter`
@@ -52,7 +54,7 @@ use terrace_planner::{
 };
 
 use super::KIND_QUERY;
-use super::common::{absolute, location};
+use super::common::{absolute, location, where_error};
 use crate::error::{Error, Result};
 use crate::model::{ClaimedTask, JobRecord, NewJob, NewTask, TaskOutput};
 use crate::worker::TaskContext;
@@ -185,6 +187,120 @@ fn session(budget: usize) -> Result<SessionContext> {
     ))
 }
 
+/// What user SQL (`--map`, `--reduce`) may do: read the tables terrace registered in its
+/// session (`part`, `parts`) in one query, nothing else. DataFusion's defaults would run
+/// DDL (`CREATE EXTERNAL TABLE … LOCATION '/any/file'` reads any file the worker can),
+/// DML (`COPY (…) TO '/any/path'`, `INSERT INTO` write as the worker's user on every
+/// worker machine) and statements (`SET` changes the session's settings).
+///
+/// The session itself has no URL tables (`SELECT * FROM '/etc/passwd'` names no table),
+/// and its table functions, `generate_series` and `range`, read no file.
+fn user_sql_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Refuse SQL from `flag` that is not exactly one query, with one line naming the flag
+/// and what the SQL is instead (`--map: only a query (SELECT …) is allowed, not COPY`).
+/// Checked on the client before a job is queued and again by the task that runs it.
+pub(crate) fn check_user_sql(flag: &str, sql: &str) -> Result<()> {
+    let statements = DFParserBuilder::new(sql)
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| Error::invalid(flag, format!("{}: {}", quoted(sql), e.strip_backtrace())))?;
+    let statement = match statements.len() {
+        0 => return Err(Error::invalid(flag, "the SQL is empty")),
+        1 => &statements[0],
+        n => {
+            return Err(Error::invalid(
+                flag,
+                format!(
+                    "only one query (SELECT …) is allowed, not {n} statements separated by `;`"
+                ),
+            ));
+        }
+    };
+    let not = |what: &str| {
+        Err(Error::invalid(
+            flag,
+            format!("only a query (SELECT …) is allowed, not {what}"),
+        ))
+    };
+    match statement {
+        DfStatement::Statement(s) => match s.as_ref() {
+            SqlStatement::Query(query) => match query.body.as_ref() {
+                SetExpr::Select(select) if select.into.is_some() => not("SELECT … INTO"),
+                _ => Ok(()),
+            },
+            other => not(&statement_name(&other.to_string())),
+        },
+        DfStatement::CreateExternalTable(_) => not("CREATE EXTERNAL TABLE"),
+        DfStatement::CopyTo(_) => not("COPY"),
+        DfStatement::Explain(_) => not("EXPLAIN"),
+        DfStatement::Reset(_) => not("RESET"),
+    }
+}
+
+/// What a statement is, from its text: its first word (`INSERT`, `SET`, `DROP`), with
+/// what it creates, drops or alters (`CREATE TABLE`, `DROP VIEW`).
+fn statement_name(text: &str) -> String {
+    const OBJECTS: &[&str] = &[
+        "TABLE", "VIEW", "FUNCTION", "SCHEMA", "DATABASE", "INDEX", "CATALOG",
+    ];
+    let mut words = text.split_whitespace();
+    let Some(first) = words.next() else {
+        return "an empty statement".to_string();
+    };
+    let first = first.to_ascii_uppercase();
+    if !matches!(first.as_str(), "CREATE" | "DROP" | "ALTER") {
+        return first;
+    }
+    let mut name = vec![first];
+    for word in words.take(4) {
+        let word = word.to_ascii_uppercase();
+        let object = OBJECTS.contains(&word.as_str());
+        name.push(word);
+        if object {
+            break;
+        }
+    }
+    name.join(" ")
+}
+
+/// `sql` quoted for a message, cut after 200 characters.
+fn quoted(sql: &str) -> String {
+    match sql.char_indices().nth(200) {
+        None => format!("{sql:?}"),
+        Some((cut, _)) => format!("{:?}…", &sql[..cut]),
+    }
+}
+
+/// `sql` from `flag` planned in `ctx` after [`check_user_sql`], with DDL, DML and
+/// statements refused by DataFusion too.
+async fn plan_user_sql(ctx: &SessionContext, flag: &str, sql: &str) -> Result<DataFrame> {
+    check_user_sql(flag, sql)?;
+    ctx.sql_with_options(sql, user_sql_options())
+        .await
+        .map_err(|e| {
+            let message = e.strip_backtrace();
+            // DataFusion's own refusals (SQLOptions), for what the check let through.
+            let refused = ["DDL", "DML", "Statement"].iter().find_map(|kind| {
+                message
+                    .split_once(&format!("{kind} not supported: "))
+                    .map(|(_, what)| what.to_string())
+            });
+            match refused {
+                Some(what) => Error::invalid(
+                    flag,
+                    format!("only a query (SELECT …) is allowed, not {what}"),
+                ),
+                None => Error::invalid(flag, format!("{}: {message}", quoted(sql))),
+            }
+        })
+}
+
 /// `sql` planned over an empty table `name` with `schema`; errors name the flag the SQL
 /// came from.
 async fn sql_frame(flag: &str, sql: &str, name: &str, schema: SchemaRef) -> Result<DataFrame> {
@@ -192,9 +308,19 @@ async fn sql_frame(flag: &str, sql: &str, name: &str, schema: SchemaRef) -> Resu
     let table = MemTable::try_new(schema, vec![vec![]]).map_err(df_error(flag, false))?;
     ctx.register_table(name, Arc::new(table))
         .map_err(df_error(flag, false))?;
-    ctx.sql(sql)
-        .await
-        .map_err(|e| Error::invalid(flag, format!("{sql:?}: {e}")))
+    plan_user_sql(&ctx, flag, sql).await
+}
+
+/// The spec's user SQL checked again where it runs: a task payload need not have come
+/// through [`plan_query`].
+fn check_spec_sql(spec: &QuerySpec) -> Result<()> {
+    if let Some(sql) = &spec.map_sql {
+        check_user_sql("--map", sql)?;
+    }
+    if let Some(sql) = &spec.reduce_sql {
+        check_user_sql("--reduce", sql)?;
+    }
+    Ok(())
 }
 
 /// The columns of table `part` (typed as `schema`) that the planned map `frame` reads,
@@ -236,6 +362,13 @@ fn map_columns(frame: DataFrame, schema: &Schema) -> Result<Option<Vec<String>>>
 /// Check a query against the dataset and plan it as a job: read tasks (stage 0) and the
 /// gather task (stage 1). Returns the job and the read plan (for explain).
 pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
+    // Before anything else: refused SQL must not even open the dataset.
+    if let Some(sql) = &request.map_sql {
+        check_user_sql("--map", sql)?;
+    }
+    if let Some(sql) = &request.reduce_sql {
+        check_user_sql("--reduce", sql)?;
+    }
     let dataset_location = absolute(&request.dataset)?;
     let context = format!("opening {dataset_location}");
     let dataset = match (request.version, request.as_of) {
@@ -252,7 +385,7 @@ pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
     .map_err(Error::format(context))?;
     let schema = dataset.schema();
     let predicate = match request.predicate.as_deref() {
-        Some(sql) => Some(Predicate::parse(sql, &schema).map_err(Error::planner("--where"))?),
+        Some(sql) => Some(Predicate::parse(sql, &schema).map_err(where_error)?),
         None => None,
     };
     let projected: SchemaRef = match &request.columns {
@@ -330,6 +463,7 @@ pub(crate) async fn run(
     task: &ClaimedTask,
     ctx: &TaskContext,
 ) -> Result<TaskOutput> {
+    check_spec_sql(spec)?;
     let loc = location(&spec.dataset)?;
     if task.stage == 0 {
         let read: ReadTask = task.payload_as()?;
@@ -396,7 +530,7 @@ async fn read_part(spec: &QuerySpec, loc: &Location, read: &ReadTask) -> Result<
             };
             let ctx = session(spec.memory_budget)?;
             register_stream(&ctx, "part", schema, stream)?;
-            let frame = ctx.sql(sql).await.map_err(df_error("--map", false))?;
+            let frame = plan_user_sql(&ctx, "--map", sql).await?;
             let out = frame
                 .execute_stream()
                 .await
@@ -444,7 +578,7 @@ async fn gather(spec: &QuerySpec, loc: &Location, parts: Vec<String>) -> Result<
                         .map_err(df_error("--reduce", false))?;
                 }
             }
-            let frame = ctx.sql(sql).await.map_err(df_error("--reduce", false))?;
+            let frame = plan_user_sql(&ctx, "--reduce", sql).await?;
             let out = frame
                 .execute_stream()
                 .await
@@ -772,4 +906,87 @@ pub async fn write_query_result(
         }
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(flag: &str, sql: &str) -> String {
+        match check_user_sql(flag, sql) {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("{sql} was accepted"),
+        }
+    }
+
+    #[test]
+    fn only_one_query_is_user_sql() {
+        let not = |what: &str| format!("--map: only a query (SELECT …) is allowed, not {what}");
+        for (sql, what) in [
+            ("COPY (SELECT * FROM part) TO '/tmp/x.csv'", "COPY"),
+            ("COPY part TO '/tmp/x.parquet'", "COPY"),
+            (
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+                "CREATE EXTERNAL TABLE",
+            ),
+            ("CREATE TABLE t AS SELECT * FROM part", "CREATE TABLE"),
+            (
+                "CREATE OR REPLACE VIEW v AS SELECT 1",
+                "CREATE OR REPLACE VIEW",
+            ),
+            ("SET datafusion.execution.batch_size = 1", "SET"),
+            ("RESET datafusion.execution.batch_size", "RESET"),
+            ("INSERT INTO part VALUES (1)", "INSERT"),
+            ("DELETE FROM part", "DELETE"),
+            ("UPDATE part SET a = 1", "UPDATE"),
+            ("DROP TABLE part", "DROP TABLE"),
+            ("EXPLAIN SELECT * FROM part", "EXPLAIN"),
+            ("SELECT * INTO t FROM part", "SELECT … INTO"),
+            ("PREPARE p AS SELECT 1", "PREPARE"),
+            ("SHOW TABLES", "SHOW"),
+        ] {
+            assert_eq!(refused("--map", sql), not(what), "{sql}");
+        }
+        assert_eq!(
+            refused("--reduce", "SELECT 1; DROP TABLE parts"),
+            "--reduce: only one query (SELECT …) is allowed, not 2 statements separated by `;`"
+        );
+        assert_eq!(refused("--map", " ; "), "--map: the SQL is empty");
+        assert!(refused("--map", "SELEC 1").starts_with("--map: \"SELEC 1\": "));
+        for sql in [
+            "SELECT month, count(*) AS n FROM part GROUP BY month",
+            "WITH x AS (SELECT * FROM part) SELECT * FROM x ORDER BY 1;",
+            "SELECT * FROM part UNION ALL SELECT * FROM part",
+            "VALUES (1, 2)",
+        ] {
+            check_user_sql("--map", sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    /// Defence in depth: what the statement check let through, DataFusion's SQLOptions
+    /// refuse; and the session reads no file by name.
+    #[tokio::test]
+    async fn the_session_reads_only_registered_tables() {
+        let ctx = session(DEFAULT_BUDGET).unwrap();
+        let err = ctx
+            .sql_with_options("COPY (SELECT 1) TO '/tmp/never.csv'", user_sql_options())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+        for sql in [
+            "SELECT * FROM '/etc/passwd'",
+            "SELECT * FROM 'file:///etc/passwd'",
+            "SELECT * FROM read_csv('/etc/passwd')",
+            "SELECT * FROM read_parquet('/etc/passwd')",
+        ] {
+            let err = plan_user_sql(&ctx, "--map", sql)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{sql} was planned"));
+            assert!(err.to_string().starts_with("--map: "), "{sql}: {err}");
+        }
+        let mut functions: Vec<String> = ctx.state().table_functions().keys().cloned().collect();
+        functions.sort();
+        assert_eq!(functions, ["generate_series", "range"], "none reads a file");
+    }
 }
