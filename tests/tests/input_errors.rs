@@ -21,6 +21,10 @@ fn ingest(cwd: &Path, args: &[&str]) -> Output {
 }
 
 fn jobs(cwd: &Path) -> Vec<Value> {
+    // A command refused before it queued anything leaves no queue behind: no jobs.
+    if !cwd.join(".terrace/queue.db").exists() {
+        return Vec::new();
+    }
     let out = terrace(cwd, &[], &["jobs", "--json"]).ok();
     serde_json::from_str::<Value>(&out.stdout)
         .unwrap()
