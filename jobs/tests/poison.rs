@@ -17,85 +17,19 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 use serde_json::json;
-use sqlx::AssertSqlSafe;
 use terrace_jobs::{
     JobId, JobState, NewJob, NewTask, Queue, QueueOptions, TaskOutput, TaskState, Worker,
     WorkerConfig, handler_fn,
 };
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+mod common;
+use common::{Kind, TestDb};
 
 /// Leases of the child workers: short, so that a crashed one is noticed quickly.
 const LEASE: Duration = Duration::from_millis(600);
 
 /// Attempts the poison task gets.
 const ATTEMPTS: i32 = 3;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh, empty database for one test (PostgreSQL: its own database, dropped after).
-struct TestDb {
-    url: String,
-    pg_name: Option<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestDb {
-    async fn new(kind: Kind) -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        match kind {
-            Kind::Sqlite => TestDb {
-                url: format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display()),
-                pg_name: None,
-                _dir: dir,
-            },
-            Kind::Postgres => {
-                let name = format!("terrace_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(PG_ADMIN)
-                    .await
-                    .expect("PostgreSQL must run at 127.0.0.1:5432 (see .ci/)");
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&admin)
-                    .await
-                    .expect("create test database");
-                admin.close().await;
-                TestDb {
-                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    pg_name: Some(name),
-                    _dir: dir,
-                }
-            }
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(admin) = sqlx::PgPool::connect(PG_ADMIN).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&admin)
-                        .await;
-                        admin.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
 
 // ---- the child processes ------------------------------------------------------------
 

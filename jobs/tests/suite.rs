@@ -11,106 +11,14 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use rstest::rstest;
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
 use terrace_jobs::{
     Ack, Attempt, CancelOutcome, Completion, Error, FailOutcome, JobId, JobState, ManualClock,
     NewJob, NewTask, Queue, QueueOptions, TaskError, TaskOutput, TaskState, Worker, WorkerConfig,
     handler_fn,
 };
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh, empty database for one test.
-struct TestDb {
-    url: String,
-    pg_name: Option<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestDb {
-    async fn new(kind: Kind) -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        match kind {
-            Kind::Sqlite => TestDb {
-                url: format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display()),
-                pg_name: None,
-                _dir: dir,
-            },
-            Kind::Postgres => {
-                let name = format!("terrace_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(PG_ADMIN)
-                    .await
-                    .expect("PostgreSQL must run at 127.0.0.1:5432 (see .ci/)");
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&admin)
-                    .await
-                    .expect("create test database");
-                admin.close().await;
-                TestDb {
-                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    pg_name: Some(name),
-                    _dir: dir,
-                }
-            }
-        }
-    }
-
-    async fn queue(&self, options: QueueOptions) -> Queue {
-        Queue::connect_with(&self.url, options)
-            .await
-            .expect("connect")
-    }
-
-    /// Runs raw SQL against the database, behind the queue's back (to corrupt rows).
-    async fn exec(&self, sql: String) {
-        if self.pg_name.is_some() {
-            let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&pool)
-                .await
-                .expect("exec");
-            pool.close().await;
-        } else {
-            let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&pool)
-                .await
-                .expect("exec");
-            pool.close().await;
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            // Drop runs outside async; a helper thread with its own runtime does the I/O.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(admin) = sqlx::PgPool::connect(PG_ADMIN).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&admin)
-                        .await;
-                        admin.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
+mod common;
+use common::{Kind, TestDb};
 
 fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(
