@@ -10,54 +10,13 @@ use arrow::array::{Int64Array, StringArray};
 use futures::TryStreamExt;
 use terrace_format::{Dataset, Layout};
 use terrace_jobs::kinds::{
-    Executor, IngestMode, IngestRequest, QueryRequest, QueryResult, plan_delete, plan_gc,
-    plan_ingest, plan_query, read_query_result,
+    IngestMode, IngestRequest, QueryRequest, QueryResult, plan_delete, plan_gc, plan_ingest,
+    plan_query, read_query_result,
 };
-use terrace_jobs::{JobRecord, JobState, NewJob, Queue, Worker, WorkerConfig};
+use terrace_jobs::{JobRecord, JobState};
 
-struct Env {
-    dir: tempfile::TempDir,
-    queue: Queue,
-}
-
-impl Env {
-    async fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
-        let queue = Queue::connect(&url).await.unwrap();
-        Env { dir, queue }
-    }
-
-    fn path(&self, p: &str) -> String {
-        self.dir.path().join(p).display().to_string()
-    }
-
-    /// Submit `job` and run a worker until it is finished.
-    async fn run(&self, job: NewJob) -> JobRecord {
-        let id = self.queue.submit(job).await.unwrap();
-        let worker = Worker::new(
-            self.queue.clone(),
-            WorkerConfig::default().with_concurrency(2),
-        );
-        let queue = self.queue.clone();
-        let shutdown = async move {
-            loop {
-                if queue.job(id).await.unwrap().state.is_finished() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            worker.run(Arc::new(Executor::new()), shutdown),
-        )
-        .await
-        .expect("the job finishes")
-        .unwrap();
-        self.queue.job(id).await.unwrap()
-    }
-}
+mod common;
+use common::Env;
 
 fn write_csv(dir: &Path, name: &str, rows: std::ops::Range<i64>) {
     std::fs::create_dir_all(dir).unwrap();

@@ -5,56 +5,15 @@
 //! instead of overflowing the worker's stack.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use terrace_format::Layout;
-use terrace_jobs::kinds::{Executor, IngestRequest, QueryRequest, plan_ingest, plan_query};
-use terrace_jobs::{JobRecord, JobState, NewJob, Queue, TaskState, Worker, WorkerConfig};
+use terrace_jobs::kinds::{IngestRequest, QueryRequest, plan_ingest, plan_query};
+use terrace_jobs::{JobState, NewJob, TaskState};
 
-struct Env {
-    dir: tempfile::TempDir,
-    queue: Queue,
-}
+mod common;
+use common::Env;
 
 impl Env {
-    async fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
-        let queue = Queue::connect(&url).await.unwrap();
-        Env { dir, queue }
-    }
-
-    fn path(&self, p: &str) -> String {
-        self.dir.path().join(p).display().to_string()
-    }
-
-    /// Submit `job` and run a worker until it is finished.
-    async fn run(&self, job: NewJob) -> JobRecord {
-        let id = self.queue.submit(job).await.unwrap();
-        let worker = Worker::new(
-            self.queue.clone(),
-            WorkerConfig::default().with_concurrency(2),
-        );
-        let queue = self.queue.clone();
-        let shutdown = async move {
-            loop {
-                if queue.job(id).await.unwrap().state.is_finished() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            worker.run(Arc::new(Executor::new()), shutdown),
-        )
-        .await
-        .expect("the job finishes")
-        .unwrap();
-        self.queue.job(id).await.unwrap()
-    }
-
     /// A dataset of ids 0..300 partitioned on origin.
     async fn dataset(&self) -> String {
         let input = self.dir.path().join("in");

@@ -419,3 +419,51 @@ pub fn sorted_csv_rows(path: &Path) -> Vec<String> {
     rows.sort();
     rows
 }
+
+/// `terrace ingest ARGS…` in `cwd`.
+pub fn ingest(cwd: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["ingest"];
+    all.extend(args);
+    terrace(cwd, &[], &all)
+}
+
+/// How many jobs `terrace jobs` lists in `cwd`'s queue.
+pub fn job_count(cwd: &Path) -> usize {
+    let out = terrace(cwd, &[], &["jobs", "--json"]).ok();
+    serde_json::from_str::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// The version `terrace inspect` reports for `dataset`.
+pub fn dataset_version(cwd: &Path, dataset: &str) -> u64 {
+    let out = terrace(cwd, &[], &["inspect", dataset, "--json"]).ok();
+    serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["version"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Every file below `dir` (none if it does not exist) with its size and modification
+/// time, sorted: a tree that did not change lists the same.
+pub fn files_below(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -6,28 +6,16 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use terrace_tests::{Output, terrace, terrace_bin, write_flights_csv};
+use terrace_tests::{
+    dataset_version, files_below, ingest, job_count, terrace, terrace_bin, write_flights_csv,
+};
 
-fn jobs(cwd: &Path) -> usize {
-    let out = terrace(cwd, &[], &["jobs", "--json"]).ok();
-    serde_json::from_str::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .len()
-}
-
-fn version(cwd: &Path, dataset: &str) -> u64 {
-    let out = terrace(cwd, &[], &["inspect", dataset, "--json"]).ok();
-    serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["version"]
-        .as_u64()
-        .unwrap()
-}
-
-fn ingest(cwd: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["ingest"];
-    all.extend(args);
-    terrace(cwd, &[], &all)
+/// Every file under `dir` with its size, sorted.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    files_below(dir)
+        .into_iter()
+        .map(|(p, n, _)| (p, n))
+        .collect()
 }
 
 #[test]
@@ -47,7 +35,7 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     )
     .ok();
     ingest(cwd, &["flights/flights-01.csv", "--into", "lake/f"]).ok();
-    let (jobs_before, version_before) = (jobs(cwd), version(cwd, "lake/f"));
+    let (jobs_before, version_before) = (job_count(cwd), dataset_version(cwd, "lake/f"));
     assert_eq!(version_before, 2);
 
     // Missing input and empty glob: nothing is created.
@@ -99,7 +87,11 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     )
     .fails_with("cannot write the output");
 
-    assert_eq!(jobs(cwd), jobs_before, "no bad request reached the queue");
+    assert_eq!(
+        job_count(cwd),
+        jobs_before,
+        "no bad request reached the queue"
+    );
 
     // A CSV with a bad row: the job fails with the line number, the dataset stays put.
     std::fs::create_dir_all(cwd.join("bad")).unwrap();
@@ -128,7 +120,7 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     )
     .fails_with(&format!("line {line}"));
     assert_eq!(
-        version(cwd, "lake/f"),
+        dataset_version(cwd, "lake/f"),
         version_before,
         "a failed ingest commits nothing"
     );
@@ -179,13 +171,17 @@ fn an_output_file_is_replaced_only_by_a_query_that_succeeded() {
     query(&["--columns", "origin", "carrier", "--output", "res.csv"]).ok();
     let good = read("res.csv");
     assert!(good.split(|b| *b == b'\n').count() > 2, "too few rows");
-    let (jobs_before, version_before) = (jobs(cwd), version(cwd, "lake/f"));
+    let (jobs_before, version_before) = (job_count(cwd), dataset_version(cwd, "lake/f"));
 
     // With --detach: refused before anything is submitted or written.
     query(&["--output", "res.csv", "--detach"])
         .fails_with("--output res.csv cannot be used with --detach");
     query(&["--output", "new.parquet", "--detach"]).fails_with("--detach");
-    assert_eq!(jobs(cwd), jobs_before, "a refused query reached the queue");
+    assert_eq!(
+        job_count(cwd),
+        jobs_before,
+        "a refused query reached the queue"
+    );
     assert_eq!(read("res.csv"), good, "a refused query touched the output");
     assert!(!cwd.join("new.parquet").exists());
 
@@ -201,33 +197,13 @@ fn an_output_file_is_replaced_only_by_a_query_that_succeeded() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
-    assert_eq!(version(cwd, "lake/f"), version_before);
+    assert_eq!(dataset_version(cwd, "lake/f"), version_before);
 
     // A query that succeeds replaces the output, in either way of delivering it.
     query(&["--columns", "origin", "--limit", "1", "--output", "res.csv"]).ok();
     assert_eq!(read("res.csv"), b"origin\nJFK\n");
     query(&["--limit", "1", "--output", "res.parquet"]).ok();
     assert!(read("res.parquet").starts_with(b"PAR1"));
-}
-
-/// Every file under `dir` with its size, sorted: a dataset that did not change lists the
-/// same.
-fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push((entry.path(), meta.len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// A small flights dataset `lake/f` partitioned on origin (EWR, JFK, LGA), at version 1.
@@ -293,7 +269,7 @@ fn where_with_a_comparison_to_null_is_refused_by_every_command() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     flights_lake(cwd);
-    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+    let (jobs_before, files_before) = (job_count(cwd), files(&cwd.join("lake")));
     for (predicate, suggestion) in [
         ("origin = NULL", "origin IS NULL"),
         ("origin != NULL", "origin IS NOT NULL"),
@@ -310,7 +286,7 @@ fn where_with_a_comparison_to_null_is_refused_by_every_command() {
         }
     }
     assert_eq!(
-        jobs(cwd),
+        job_count(cwd),
         jobs_before,
         "no refused request reached the queue"
     );
@@ -335,7 +311,7 @@ fn gc_refuses_a_retention_under_a_second_or_too_large() {
     )
     .ok();
     std::fs::write(cwd.join("lake/f/leftover.parquet"), b"x").unwrap();
-    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+    let (jobs_before, files_before) = (job_count(cwd), files(&cwd.join("lake")));
 
     terrace(cwd, &[], &["gc", "lake/f", "--retention", "500ms"])
         .fails_with("--retention: 500ms is not a whole number of seconds");
@@ -346,7 +322,11 @@ fn gc_refuses_a_retention_under_a_second_or_too_large() {
         &["gc", "lake/f", "--retention", "30500568904944w"],
         "too long a duration",
     );
-    assert_eq!(jobs(cwd), jobs_before, "no refused gc reached the queue");
+    assert_eq!(
+        job_count(cwd),
+        jobs_before,
+        "no refused gc reached the queue"
+    );
     assert_eq!(files(&cwd.join("lake")), files_before, "gc removed nothing");
 }
 
@@ -359,7 +339,7 @@ fn flags_that_would_be_ignored_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     flights_lake(cwd);
-    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+    let (jobs_before, files_before) = (job_count(cwd), files(&cwd.join("lake")));
 
     refused(cwd, &["worker", "--concurrency", "0"], "--concurrency");
     refused(cwd, &["--workers", "2", "worker"], "--workers");
@@ -429,7 +409,7 @@ fn flags_that_would_be_ignored_are_usage_errors() {
         );
     }
     assert_eq!(
-        jobs(cwd),
+        job_count(cwd),
         jobs_before,
         "no refused command reached the queue"
     );

@@ -7,21 +7,16 @@
 //! writing its files and putting its version) is made deterministic with the test hook
 //! that holds a commit just before its put (`TERRACE_TEST_PAUSE_BEFORE_PUT`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use terrace_tests::{
-    Output, eventually, sorted_csv_rows, spawn_terrace_with, terrace, write_flights_csv,
+    eventually, files_below, ingest, job_count, sorted_csv_rows, spawn_terrace_with, terrace,
+    write_flights_csv,
 };
 
 const ROWS_PER_MONTH: usize = 1_500;
-
-fn ingest(cwd: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["ingest"];
-    all.extend(args);
-    terrace(cwd, &[], &all)
-}
 
 /// `flights/flights-01.csv` and `-02.csv`, and `lake/f` holding the first, partitioned on
 /// `origin` (versions 0 and 1).
@@ -54,15 +49,6 @@ fn inspect(cwd: &Path, dataset: &str) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap()
 }
 
-fn jobs(cwd: &Path) -> usize {
-    let out = terrace(cwd, &[], &["jobs", "--json"]).ok();
-    serde_json::from_str::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .len()
-}
-
 /// Run `gc args…` and return its JSON report.
 fn gc(cwd: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["gc"];
@@ -81,25 +67,6 @@ fn removed(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Every file below `dir` with its size and modification time.
-fn files(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            } else {
-                out.push((entry.path(), meta.len(), meta.modified().unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Write `text` at `path` (creating directories) and make it `days` old.
 fn put_aged(path: &Path, text: &str, days: u64) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -115,7 +82,7 @@ fn age(path: &Path, days: u64) {
 
 /// The data files of a dataset directory (relative paths), as the store names them.
 fn data_files(dataset: &Path) -> Vec<String> {
-    files(dataset)
+    files_below(dataset)
         .into_iter()
         .map(|(p, _, _)| {
             p.strip_prefix(dataset)
@@ -148,7 +115,7 @@ fn gc_racing_a_commit_held_before_its_put_never_leaves_a_version_without_its_fil
     eventually(Duration::from_secs(120), "the commit to pause", || {
         hook.join("paused").exists().then_some(())
     });
-    let staging_before: Vec<String> = files(&cwd.join("lake/f/_terrace/staging"))
+    let staging_before: Vec<String> = files_below(&cwd.join("lake/f/_terrace/staging"))
         .into_iter()
         .map(|(p, _, _)| p.display().to_string())
         .collect();
@@ -227,7 +194,7 @@ fn gc_below_the_retention_floor_is_refused_without_force_and_changes_nothing() {
         ],
     )
     .ok();
-    let (jobs_before, files_before) = (jobs(cwd), files(&cwd.join("lake")));
+    let (jobs_before, files_before) = (job_count(cwd), files_below(&cwd.join("lake")));
 
     for retention in ["0s", "1h", "23h"] {
         for extra in [&[][..], &["--dry-run"][..]] {
@@ -238,8 +205,16 @@ fn gc_below_the_retention_floor_is_refused_without_force_and_changes_nothing() {
             assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
         }
     }
-    assert_eq!(jobs(cwd), jobs_before, "no refused gc reached the queue");
-    assert_eq!(files(&cwd.join("lake")), files_before, "gc removed nothing");
+    assert_eq!(
+        job_count(cwd),
+        jobs_before,
+        "no refused gc reached the queue"
+    );
+    assert_eq!(
+        files_below(&cwd.join("lake")),
+        files_before,
+        "gc removed nothing"
+    );
 
     // At the floor no --force is needed; below it --force does what was asked.
     gc(cwd, &["lake/f", "--retention", "24h"]);
@@ -315,7 +290,7 @@ fn gc_of_an_outer_dataset_leaves_a_nested_dataset_alone() {
     )
     .ok();
     let inner = cwd.join("lake/f/origin=ZZZ");
-    let inner_files = files(&inner);
+    let inner_files = files_below(&inner);
     assert!(
         data_files(&inner)
             .iter()
@@ -326,7 +301,7 @@ fn gc_of_an_outer_dataset_leaves_a_nested_dataset_alone() {
     for (path, _, _) in &inner_files {
         age(path, 30);
     }
-    let inner_files = files(&inner);
+    let inner_files = files_below(&inner);
 
     let report = gc(cwd, &["lake/f", "--retention", "0s", "--force"]);
     assert!(
@@ -335,7 +310,11 @@ fn gc_of_an_outer_dataset_leaves_a_nested_dataset_alone() {
             .all(|p| !p.starts_with("origin=ZZZ")),
         "{report}"
     );
-    assert_eq!(files(&inner), inner_files, "the nested dataset was touched");
+    assert_eq!(
+        files_below(&inner),
+        inner_files,
+        "the nested dataset was touched"
+    );
     assert_eq!(inspect(cwd, "lake/f/origin=ZZZ")["version"], 1);
     assert_eq!(rows(cwd, "lake/f/origin=ZZZ"), ROWS_PER_MONTH);
     assert_eq!(rows(cwd, "lake/f"), ROWS_PER_MONTH);
@@ -388,7 +367,7 @@ fn ingest_refuses_a_directory_that_holds_other_files() {
     write_flights_csv(&cwd.join("mine"), 1, 100);
     std::fs::create_dir_all(cwd.join("mine/docs")).unwrap();
     std::fs::write(cwd.join("mine/docs/thesis.txt"), "chapter 1").unwrap();
-    let before = files(&cwd.join("mine"));
+    let before = files_below(&cwd.join("mine"));
 
     let out = ingest(cwd, &["mine/flights-01.csv", "--into", "mine"])
         .fails_with("refusing to create a dataset at");
@@ -398,7 +377,11 @@ fn ingest_refuses_a_directory_that_holds_other_files() {
         out.stderr
     );
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
-    assert_eq!(files(&cwd.join("mine")), before, "nothing was written");
+    assert_eq!(
+        files_below(&cwd.join("mine")),
+        before,
+        "nothing was written"
+    );
     // An empty directory (or a new one) is fine.
     std::fs::create_dir(cwd.join("empty")).unwrap();
     ingest(cwd, &["mine/flights-01.csv", "--into", "empty"]).ok();

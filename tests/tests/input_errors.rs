@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use serde_json::Value;
-use terrace_tests::{Output, terrace};
+use terrace_tests::{Output, dataset_version, files_below, ingest, terrace};
 
-fn ingest(cwd: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["ingest"];
-    all.extend(args);
-    terrace(cwd, &[], &all)
+/// Every file under `dir` with its size, sorted.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    files_below(dir)
+        .into_iter()
+        .map(|(p, n, _)| (p, n))
+        .collect()
 }
 
 fn jobs(cwd: &Path) -> Vec<Value> {
@@ -43,35 +45,6 @@ fn no_job_running(cwd: &Path) {
             job["id"]
         );
     }
-}
-
-fn version(cwd: &Path, dataset: &str) -> u64 {
-    let out = terrace(cwd, &[], &["inspect", dataset, "--json"]).ok();
-    serde_json::from_str::<Value>(&out.stdout).unwrap()["version"]
-        .as_u64()
-        .unwrap()
-}
-
-/// Every file under `dir` with its size, sorted (nothing when `dir` does not exist).
-fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push((entry.path(), meta.len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The failure's message is one line holding every one of `needles` (after the job's
@@ -146,7 +119,7 @@ fn csv_quotes_that_never_close_or_stray_are_refused_with_their_line() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     flights_lake(cwd);
-    let before = (version(cwd, "lake/f"), files(&cwd.join("lake")));
+    let before = (dataset_version(cwd, "lake/f"), files(&cwd.join("lake")));
     for (name, text, line, what) in [
         (
             "open.csv",
@@ -175,7 +148,10 @@ fn csv_quotes_that_never_close_or_stray_are_refused_with_their_line() {
         }
     }
     assert!(!cwd.join("lake/new").exists());
-    assert_eq!((version(cwd, "lake/f"), files(&cwd.join("lake"))), before);
+    assert_eq!(
+        (dataset_version(cwd, "lake/f"), files(&cwd.join("lake"))),
+        before
+    );
 
     // Past the 4 MiB that planning reads, the quote is found as the file is read: the
     // job fails (once: bad input is not retried) with the file and line.
@@ -204,7 +180,10 @@ fn csv_quotes_that_never_close_or_stray_are_refused_with_their_line() {
         }
     }
     assert!(!cwd.join("lake/new").exists());
-    assert_eq!((version(cwd, "lake/f"), files(&cwd.join("lake"))), before);
+    assert_eq!(
+        (dataset_version(cwd, "lake/f"), files(&cwd.join("lake"))),
+        before
+    );
     no_job_running(cwd);
 }
 
@@ -261,10 +240,13 @@ fn empty_files_are_refused_and_inputs_without_rows_commit_nothing() {
 
     // Into an existing dataset: no new version.
     ingest(cwd, &["in/a.csv", "--into", "lake/h"]).ok();
-    let before = (version(cwd, "lake/h"), files(&cwd.join("lake")));
+    let before = (dataset_version(cwd, "lake/h"), files(&cwd.join("lake")));
     let out = ingest(cwd, &["header.csv", "--into", "lake/h"]).ok();
     assert!(out.stdout.contains("nothing ingested"), "{}", out.stdout);
-    assert_eq!((version(cwd, "lake/h"), files(&cwd.join("lake"))), before);
+    assert_eq!(
+        (dataset_version(cwd, "lake/h"), files(&cwd.join("lake"))),
+        before
+    );
     no_job_running(cwd);
 }
 
@@ -340,7 +322,7 @@ fn partition_values_too_long_for_a_directory_name_are_refused_before_writing() {
     // refuses the value before writing it, and is not retried (five attempts with
     // backoff took over 15 s). No version, no file is left behind.
     flights_lake(cwd);
-    let before = (version(cwd, "lake/f"), files(&cwd.join("lake")));
+    let before = (dataset_version(cwd, "lake/f"), files(&cwd.join("lake")));
     let mut text = String::from("origin,n,note\n");
     for i in 0..100_000 {
         text.push_str(&format!("{},{i},note\n", ["JFK", "LGA", "EWR"][i % 3]));
@@ -389,7 +371,7 @@ fn partition_values_too_long_for_a_directory_name_are_refused_before_writing() {
         );
         assert!(elapsed < Duration::from_secs(30), "{input}: {elapsed:?}");
         assert_eq!(
-            (version(cwd, "lake/f"), files(&cwd.join("lake"))),
+            (dataset_version(cwd, "lake/f"), files(&cwd.join("lake"))),
             before,
             "{input}: a new version or an orphan file"
         );

@@ -10,18 +10,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use terrace_tests::terrace;
+use terrace_tests::{job_count, terrace};
 
 const ROWS: i64 = 20_000;
-
-fn jobs(cwd: &Path) -> usize {
-    let out = terrace(cwd, &[], &["jobs", "--json"]).ok();
-    serde_json::from_str::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .len()
-}
 
 /// Row `k` of the dataset: `(k, s, g)`.
 fn row(k: i64) -> (i64, String, i64) {
@@ -162,7 +153,7 @@ fn long_or_and_and_chains_return_the_right_rows_and_deep_nesting_is_refused() {
 
     // Absurd nesting: refused on the client with one line, nothing queued. 100,000
     // levels do not fit in one argument well-formed, so opened only; 60,000 well-formed.
-    let before = jobs(cwd);
+    let before = job_count(cwd);
     for predicate in [
         format!("{}k = 1", "(".repeat(100_000)),
         format!("{}k = 1{}", "(".repeat(60_000), ")".repeat(60_000)),
@@ -180,5 +171,5 @@ fn long_or_and_and_chains_return_the_right_rows_and_deep_nesting_is_refused() {
             assert_eq!(out.stderr.trim_end().lines().count(), 1, "{}", out.stderr);
         }
     }
-    assert_eq!(jobs(cwd), before, "nothing was queued");
+    assert_eq!(job_count(cwd), before, "nothing was queued");
 }

@@ -5,16 +5,7 @@
 
 use std::path::Path;
 
-use terrace_tests::{terrace, write_flights_csv};
-
-fn jobs(cwd: &Path) -> usize {
-    let out = terrace(cwd, &[], &["jobs", "--json"]).ok();
-    serde_json::from_str::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .len()
-}
+use terrace_tests::{job_count, terrace, write_flights_csv};
 
 /// Every file below `dir` (relative path, size, bytes): compared before and after.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -58,7 +49,7 @@ fn map_and_reduce_sql_other_than_a_query_is_refused_before_anything_runs() {
     let target = |name: &str| outside.join(name).display().to_string();
     let dataset = cwd.join("lake/f");
     let version_file = dataset.join("_terrace/versions/00000000000000000001.json");
-    let (jobs_before, data_before) = (jobs(cwd), snapshot(&dataset));
+    let (jobs_before, data_before) = (job_count(cwd), snapshot(&dataset));
 
     let not = |what: &str| format!("only a query (SELECT …) is allowed, not {what}");
     let cases: Vec<(&str, String, String)> = vec![
@@ -125,7 +116,7 @@ fn map_and_reduce_sql_other_than_a_query_is_refused_before_anything_runs() {
         );
         assert!(out.stdout.is_empty(), "{}", out.stdout);
     }
-    assert_eq!(jobs(cwd), jobs_before, "nothing was queued");
+    assert_eq!(job_count(cwd), jobs_before, "nothing was queued");
     assert_eq!(
         std::fs::read_dir(&outside).unwrap().count(),
         0,
@@ -148,7 +139,7 @@ fn map_and_reduce_sql_other_than_a_query_is_refused_before_anything_runs() {
         assert_eq!(out.code, 1, "{sql}: {out:?}");
         assert!(out.stderr.contains("--map: "), "{sql}: {}", out.stderr);
     }
-    assert_eq!(jobs(cwd), jobs_before, "nothing was queued");
+    assert_eq!(job_count(cwd), jobs_before, "nothing was queued");
 
     // A query is still a query.
     let out = terrace(

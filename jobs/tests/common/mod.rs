@@ -1,11 +1,16 @@
-//! The test database every queue test runs on: a fresh SQLite file or a fresh PostgreSQL
-//! database, dropped after the test.
+//! Set-up shared by the jobs tests: the test database every queue test runs on (a fresh
+//! SQLite file or a fresh PostgreSQL database, dropped after the test), and [`Env`], a
+//! SQLite queue in a temp directory whose in-process worker runs a job to its end.
 
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
 
 use sqlx::AssertSqlSafe;
-use terrace_jobs::{Queue, QueueOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+use terrace_jobs::kinds::Executor;
+use terrace_jobs::{JobRecord, NewJob, Queue, QueueOptions, Worker, WorkerConfig};
 
 pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -98,5 +103,50 @@ impl Drop for TestDb {
             })
             .join();
         }
+    }
+}
+
+/// A SQLite queue in a temp directory, and datasets beside it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub queue: Queue,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let queue = Queue::connect(&url).await.unwrap();
+        Env { dir, queue }
+    }
+
+    pub fn path(&self, p: &str) -> String {
+        self.dir.path().join(p).display().to_string()
+    }
+
+    /// Submit `job` and run a worker until it is finished.
+    pub async fn run(&self, job: NewJob) -> JobRecord {
+        let id = self.queue.submit(job).await.unwrap();
+        let worker = Worker::new(
+            self.queue.clone(),
+            WorkerConfig::default().with_concurrency(2),
+        );
+        let queue = self.queue.clone();
+        let shutdown = async move {
+            loop {
+                if queue.job(id).await.unwrap().state.is_finished() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            worker.run(Arc::new(Executor::new()), shutdown),
+        )
+        .await
+        .expect("the job finishes")
+        .unwrap();
+        self.queue.job(id).await.unwrap()
     }
 }
