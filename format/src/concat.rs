@@ -6,10 +6,8 @@
 //! then copies the pieces' row groups, column chunk by column chunk, into files at the
 //! group's final path and writes a new footer (Parquet's `append_column`, as in
 //! parquet-rs's `parquet-concat`). Nothing is decoded or encoded again, so the reduce
-//! stage costs a copy of the compressed bytes instead of a second encode of every row.
-//! On TPC-H lineitem SF 1 from Parquet (56 groups), pieces written plain, read back and
-//! encoded again took 13.0 s of CPU and 9.8 s of wall time; copying row groups, 10.6 s
-//! and 6.6 s, with the reduce stage down from about 4 s to 0.4 s.
+//! stage costs a copy of the compressed bytes instead of a second encode of every row
+//! (bench/README.md, "Measurements behind the code's choices", has the figures).
 //!
 //! What it keeps and what it gives up:
 //! - Page indexes and statistics are carried over per column chunk (the offsets are
@@ -25,9 +23,8 @@
 //!   [`WriterOptions::index_columns`]) are read from the data: only the indexed column
 //!   chunks of each piece are decoded, and their distinct values merged, so datasets with secondary indices are combined by copying too, and map
 //!   tasks need not collect or report index values. Merging the values the pieces'
-//!   reports carried instead made every reduce task decode every map task's report (all
-//!   the index values of the job): on lineitem SF 1 with an index on `l_orderkey`, the
-//!   reduce stage took 0.95 s against 0.42 s without the index.
+//!   reports carried instead would make every reduce task decode every map task's report
+//!   (all the index values of the job).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,10 +60,8 @@ use crate::writer::{WriterOptions, new_data_file_path, object_path};
 /// Row groups smaller than this on average are better encoded again than copied: each
 /// row group costs a footer entry, statistics in the manifest and a seek when read.
 ///
-/// 8 Ki rows, one data page of the writer's. It was 16 Ki; the lineitem SF 1 shuffle
-/// ingest from CSV with a map task per 95 MB file makes pieces of about 13 Ki rows, which
-/// at 16 Ki were all encoded again (the reduce stage took 0.8 s per task instead of 0.1 s,
-/// the ingest 1.4x the time) and at 8 Ki are copied into files of eight row groups.
+/// 8 Ki rows, one data page of the writer's: a map task per large input file makes
+/// pieces somewhat above it, which are then copied rather than all encoded again.
 pub const MIN_CONCAT_ROWS_PER_ROW_GROUP: u64 = 8 * 1024;
 
 /// Whether [`concat_data_files`] would make row groups of at least

@@ -68,11 +68,8 @@ fn index_schema(value_type: &DataType) -> SchemaRef {
 /// Rows per batch handed to the Parquet writer when encoding an index file.
 ///
 /// The `path` column is built batch by batch from the sorted entries' file numbers, so an
-/// index of millions of entries never holds one path string per entry. Materialising
-/// them all and sorting them with `take` made the commit of the lineitem SF 1 ingest with
-/// an index on `l_orderkey` (4.6 million entries) take 2.9-4.1 s and raised the peak RSS
-/// by 700 MiB, most of it page faults while the string buffers grew; built per batch,
-/// the commit takes 0.7 s.
+/// index of millions of entries never holds one path string per entry (materialising and
+/// sorting them made a commit several times slower and hundreds of MiB bigger).
 const INDEX_BATCH_ROWS: usize = 64 * 1024;
 
 /// Write one index file per indexed column for the added files.

@@ -110,9 +110,8 @@ impl PartSink {
 
 impl Write for PartSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // Grow by doubling, not by a whole part at once: a writer has a sink per open file
-        // (56 on lineitem's layout), most of them far from a part, and reserving 8 MiB
-        // each held 170 MiB of the 360 MiB heap of a one-file ingest (massif).
+        // Grow by doubling, not by a whole part at once: a writer has a sink per open file,
+        // most of them far from a part, and a whole part reserved for each adds up.
         self.buffer.extend_from_slice(buf);
         self.written += buf.len() as u64;
         self.send_full_parts()?;

@@ -11,9 +11,9 @@
 //!   a row group is complete (or the budget or the end of the input asks for it); then
 //!   its columns are encoded and the row group is closed at once. Parquet's column writers,
 //!   each with a page buffer and a zstd compressor and decompressor, exist only during
-//!   that: fed as the rows arrived, every open file kept one per column, and on TPC-H
-//!   lineitem's 56 (partition, bucket) groups x 15 columns the zstd contexts alone were
-//!   244 MB of one task's 404 MB heap (massif), none of it in the accounted memory.
+//!   that: fed as the rows arrived, every open file kept one per column, and with many
+//!   (partition, bucket) groups their zstd contexts were most of a task's heap, none of
+//!   it in the accounted memory (bench/README.md, "Measurements behind the code's choices").
 //! - **Memory budget.** What the writer holds is the sum over open files of rows waiting
 //!   to be encoded, encoded bytes waiting to be uploaded ([`ArrowWriter::memory_size`]),
 //!   and parts in flight. When that exceeds [`WriterOptions::memory_budget`] after a
@@ -80,14 +80,11 @@ pub struct WriterOptions {
     /// memory budget forces an early flush.
     pub row_group_rows: usize,
     /// Bytes the writer may hold in buffers (default 256 MiB); exceeded by at most one
-    /// input batch. On the TPC-H lineitem SF 1 shuffle ingest (two map tasks at once,
-    /// 56 groups each) 128 MiB saved little (Parquet: 757 MiB peak against 873 MiB; CSV:
-    /// 692 against 712) and cost 1.06x and 1.24x the time: row groups of the staged pieces
-    /// got too small to be combined by copying.
+    /// input batch. Less saves little memory and makes the row groups of a shuffle's
+    /// staged pieces too small to be combined by copying.
     pub memory_budget: usize,
-    /// zstd compression level (default 1, as pyarrow's). On the lineitem SF 1 shuffle
-    /// ingest from Parquet, run side by side, level 3 took 1.18x the time of level 1
-    /// (4.31 s against 3.65 s) for a dataset 2.5% smaller (160 MB against 164 MB).
+    /// zstd compression level (default 1, as pyarrow's): higher levels cost much more
+    /// time than they save space.
     pub zstd_level: i32,
     /// Columns whose distinct values per file are collected into
     /// [`DataFile::index_values`] (for secondary indices).
@@ -102,9 +99,7 @@ pub struct WriterOptions {
     /// written with [`scratch_properties`].
     pub scratch: bool,
     /// Whether scratch files are compressed (LZ4; default yes). Leave them uncompressed
-    /// on a local store: there LZ4 was 8% of the lineitem SF 1 shuffle ingest's CPU
-    /// (writing and reading back the staged pieces; 19.4 s of CPU with it, 17.7 s
-    /// without) and saved only page cache.
+    /// on a local store, where compressing costs CPU and saves only page cache.
     pub compress_scratch: bool,
 }
 
@@ -755,18 +750,14 @@ fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
 const DICTIONARY_SAMPLE_ROWS: usize = 16 * 1024;
 
 /// A column is written plain when more than one in this many sampled rows is a distinct
-/// value. At 2 (plain only when more than half are distinct) lineitem's order keys,
-/// part keys and dates were interned, which was 16% of the Parquet ingest's profile; at
-/// 8 they are plain, the ingest took 0.80x the time and the dataset came out 5% smaller
-/// (zstd packs runs of nearby integers better than dictionary indices with page-local
-/// bit widths). Flags, quantities, discounts and instructions keep their dictionaries.
+/// value. Keys and dates that are mostly distinct are then plain, which is faster to
+/// write and smaller (zstd packs runs of nearby integers better than dictionary indices
+/// with page-local bit widths); flags and quantities keep their dictionaries.
 const PLAIN_ABOVE_DISTINCT_SHARE: usize = 8;
 
 /// Rows per data page (Parquet's default is 20,000). A column chunk being written holds
-/// its current page unencoded. Measured when every open file kept its column writers
-/// between batches (56 files x 15 columns per task on the lineitem shuffle ingest): at
-/// 8 Ki rows the process peaked at 1,077 MiB instead of 1,349 MiB, as fast. Now that a
-/// row group is encoded in one go it matters less; the page index is finer too.
+/// its current page unencoded, so smaller pages hold less memory, as fast; the page
+/// index is finer too.
 const DATA_PAGE_ROWS: usize = 8 * 1024;
 
 /// The writer's properties with dictionary encoding turned off for every column whose
@@ -777,9 +768,8 @@ const DATA_PAGE_ROWS: usize = 8 * 1024;
 /// reaches its page limit (1 MiB), so a column of nearly unique values (prices, comments,
 /// foreign keys) pays for hashing each value and is then written plain anyway, or not at
 /// all: 128 Ki doubles fit the limit, so a file of fewer rows keeps a useless dictionary.
-/// Interning was 10% of the CPU of the lineitem ingest. Columns with few distinct values
-/// (flags, dates, quantities) keep their dictionaries, which make the files smaller and
-/// zstd's work lighter (turning dictionaries off everywhere was measured slower). This
+/// Columns with few distinct values (flags, dates, quantities) keep their dictionaries,
+/// which make the files smaller and zstd's work lighter. This
 /// is polars's rule too: it dictionary-encodes a column only when a sample says the
 /// values repeat.
 fn choose_properties(plan: &Plan, batch: &RecordBatch) -> WriterProperties {

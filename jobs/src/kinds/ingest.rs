@@ -150,10 +150,8 @@ impl IngestSpec {
 /// Without a shuffle a write task's files are final, so tasks are large (128 MiB) and
 /// files few. With a shuffle the reduce combines what the map tasks wrote, so map tasks
 /// are half that: a map task holds its rows as Arrow until it encodes them (up to the
-/// writer's 256 MiB budget), and with one task per core a process held two full budgets.
-/// On the lineitem SF 1 shuffle ingest (2 cores, interleaved runs, medians), 64 MiB map
-/// tasks peaked at 660 MiB against 904 MiB from Parquet (4 tasks of 2 files instead of 2
-/// of 4) and as fast; from CSV (8 tasks of one 95 MB file instead of 4 of two) see
+/// writer's 256 MiB budget), and with one task per core a process held two full budgets;
+/// half-size map tasks hold less, as fast. Their pieces stay large enough to copy: see
 /// [`MIN_CONCAT_ROWS_PER_ROW_GROUP`](terrace_format::MIN_CONCAT_ROWS_PER_ROW_GROUP).
 pub fn default_split_bytes(shuffle: bool) -> u64 {
     if shuffle { 64 << 20 } else { 128 << 20 }
@@ -280,9 +278,8 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     .map_err(Error::planner("planning the write"))?;
 
     // Datasets with indices are combined by copying too: the reduce reads a combined
-    // file's index values from its pieces' indexed columns. They used to be encoded
-    // again: the lineitem SF 1 ingest from Parquet with an index on l_orderkey took
-    // 13.9 s that way and 11.0 s by copying (4.7 s without the index).
+    // file's index values from its pieces' indexed columns, which is cheaper than
+    // encoding the pieces again.
     let concat_pieces = request.shuffle;
     // An overwrite is idempotent by itself (a re-run replaces the same partitions with
     // the same rows), and a key derived from its inputs would make it wrong: overwrite p
