@@ -12,6 +12,7 @@
 mod data;
 mod ingest;
 mod jobs;
+mod output;
 mod parse;
 mod query;
 mod quickstart;
@@ -118,24 +119,10 @@ fn main() -> ExitCode {
 /// The command line, with the rules the argument structs do not state themselves; a
 /// flag that would be ignored is a usage error (exit 2), never silently accepted.
 fn parse_args() -> Cli {
-    let mut command = command();
+    let mut command = Cli::command();
     let parsed = Cli::from_arg_matches(&command.get_matches_mut())
         .and_then(|cli| check_flags(&cli).map(|()| cli));
     parsed.unwrap_or_else(|e| e.format(&mut command).exit())
-}
-
-/// [`Cli`]'s command, plus rules on the region flags, which only act with `--regions`.
-// They belong on `query::RegionArgs` (`requires = "regions"`); set here while that file
-// is being changed elsewhere.
-fn command() -> clap::Command {
-    let region_flags = |command: clap::Command| {
-        command
-            .mut_arg("contig_column", |a| a.requires("regions"))
-            .mut_arg("position_column", |a| a.requires("regions"))
-    };
-    Cli::command()
-        .mut_subcommand("query", region_flags)
-        .mut_subcommand("explain", region_flags)
 }
 
 /// Rules on global flags that clap cannot check: a global flag may stand before the

@@ -9,39 +9,16 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
-use terrace_format::{Dataset, Location};
+use terrace_format::Location;
 use terrace_jobs::JobRecord;
 use terrace_jobs::kinds::{
-    OutputFormat, QueryRequest, QueryResult, RegionQuery, delete_prefix, plan_query,
-    read_query_result, write_query_result,
+    QueryRequest, QueryResult, RegionQuery, delete_prefix, plan_query, plan_query_read,
+    read_query_result,
 };
-use terrace_planner::{Explain, Predicate, ReadOptions, parse_bed, plan_read};
+use terrace_planner::{Explain, parse_bed};
 
+use crate::output::{OutputFormat, write_result};
 use crate::session::{QueueArgs, Waited, ensure_succeeded, submit_and_wait};
-
-/// Output formats on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FormatArg {
-    /// Aligned text table.
-    Table,
-    /// CSV with a header.
-    Csv,
-    /// Parquet.
-    Parquet,
-    /// One JSON object per line.
-    Jsonl,
-}
-
-impl From<FormatArg> for OutputFormat {
-    fn from(f: FormatArg) -> Self {
-        match f {
-            FormatArg::Table => OutputFormat::Table,
-            FormatArg::Csv => OutputFormat::Csv,
-            FormatArg::Parquet => OutputFormat::Parquet,
-            FormatArg::Jsonl => OutputFormat::Jsonl,
-        }
-    }
-}
 
 /// Region x sample options (TileDB-VCF's read_dask).
 #[derive(Debug, Clone, clap::Args)]
@@ -59,10 +36,20 @@ pub struct RegionArgs {
     #[arg(long, value_name = "COLUMN", requires = "regions")]
     pub sample_column: Option<String>,
     /// The contig column of the regions.
-    #[arg(long, value_name = "COLUMN", default_value = "contig")]
+    #[arg(
+        long,
+        value_name = "COLUMN",
+        default_value = "contig",
+        requires = "regions"
+    )]
     pub contig_column: String,
     /// The position column of the regions.
-    #[arg(long, value_name = "COLUMN", default_value = "pos")]
+    #[arg(
+        long,
+        value_name = "COLUMN",
+        default_value = "pos",
+        requires = "regions"
+    )]
     pub position_column: String,
 }
 
@@ -137,7 +124,7 @@ pub struct QueryArgs {
     pub output: Option<String>,
     /// Output format (default: table on the terminal, else from the output's extension).
     #[arg(long, value_enum)]
-    pub format: Option<FormatArg>,
+    pub format: Option<OutputFormat>,
     /// Memory a task may hold (e.g. 256MiB).
     #[arg(long, value_parser = crate::parse::size)]
     pub memory_budget: Option<u64>,
@@ -257,20 +244,13 @@ impl OutputFile {
 
 fn output_format(args: &QueryArgs) -> anyhow::Result<OutputFormat> {
     if let Some(f) = args.format {
-        return Ok(f.into());
+        return Ok(f);
     }
     let Some(output) = &args.output else {
         return Ok(OutputFormat::Table);
     };
-    let lower = output.to_ascii_lowercase();
-    Ok(if lower.ends_with(".csv") {
-        OutputFormat::Csv
-    } else if lower.ends_with(".parquet") {
-        OutputFormat::Parquet
-    } else if lower.ends_with(".jsonl") || lower.ends_with(".json") || lower.ends_with(".ndjson") {
-        OutputFormat::Jsonl
-    } else {
-        bail!("cannot tell the format of --output {output:?} from its extension; give --format")
+    OutputFormat::of_extension(output).with_context(|| {
+        format!("cannot tell the format of --output {output:?} from its extension; give --format")
     })
 }
 
@@ -359,18 +339,18 @@ async fn deliver(result: &QueryResult, format: OutputFormat, sink: Sink) -> anyh
     match sink {
         Sink::Stdout => {
             let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
-            Ok(write_query_result(batches, format, out).await?)
+            Ok(write_result(batches, format, out).await?)
         }
         Sink::File(file) => {
             let writer = file.writer()?;
-            let rows = write_query_result(batches, format, Box::new(writer.clone())).await?;
+            let rows = write_result(batches, format, Box::new(writer.clone())).await?;
             file.finish(&writer)?;
             Ok(rows)
         }
         Sink::Url(loc) => {
             let buffer = Shared::<Vec<u8>>::default();
             let out: Box<dyn Write + Send> = Box::new(buffer.clone());
-            let rows = write_query_result(batches, format, out).await?;
+            let rows = write_result(batches, format, out).await?;
             let bytes = buffer.take();
             loc.store
                 .put(&loc.root, PutPayload::from(bytes))
@@ -472,24 +452,19 @@ impl<W: Write> Write for Shared<W> {
 
 /// Explain a query.
 pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let dataset = Dataset::open(&args.dataset)
-        .await
-        .with_context(|| format!("cannot open {}", args.dataset))?;
-    let predicate = match args.predicate.as_deref() {
-        Some(sql) => Some(Predicate::parse(sql, &dataset.schema()).context("bad --where")?),
-        None => None,
-    };
-    let options = ReadOptions {
-        projection: args.columns.clone(),
-        predicate,
-        region_sample: args.region.region()?,
+    let request = QueryRequest {
+        dataset: args.dataset.clone(),
+        predicate: args.predicate.clone(),
+        columns: args.columns.clone(),
+        region: args.region.region()?,
         target_bytes_per_task: args.tasks.task_size,
         dispatch_by: args.tasks.dispatch_by.clone(),
+        ..Default::default()
     };
-    let plan = plan_read(&dataset, &options)
+    let planned = plan_query_read(&request)
         .await
         .with_context(|| format!("cannot plan a query of {}", args.dataset))?;
-    let explain = Explain::new(&plan);
+    let explain = Explain::new(&planned.plan);
     if args.json {
         println!("{}", explain.to_json()?);
     } else {
@@ -502,6 +477,6 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
 pub async fn print_result(job: &JobRecord) -> anyhow::Result<()> {
     let result = QueryResult::of_job(job)?;
     let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
-    write_query_result(read_query_result(&result).await?, OutputFormat::Table, out).await?;
+    write_result(read_query_result(&result).await?, OutputFormat::Table, out).await?;
     Ok(())
 }

@@ -12,9 +12,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use terrace_format::{Dataset, Layout};
-use terrace_jobs::kinds::{IngestRequest, OutputFormat, QueryRequest, plan_ingest};
-use terrace_planner::{Predicate, ReadOptions, plan_read};
+use terrace_format::Layout;
+use terrace_jobs::kinds::{IngestRequest, QueryRequest, plan_ingest, plan_query_read};
 
 use crate::session::{QueueArgs, Waited, ensure_succeeded, submit_and_wait};
 
@@ -113,16 +112,12 @@ fn write_sample(dir: &Path, rows_per_month: usize) -> anyhow::Result<u64> {
 }
 
 async fn explain_line(dataset: &str, predicate: &str) -> anyhow::Result<String> {
-    let opened = Dataset::open(dataset).await?;
-    let predicate = Predicate::parse(predicate, &opened.schema())?;
-    let plan = plan_read(
-        &opened,
-        &ReadOptions {
-            predicate: Some(predicate),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let request = QueryRequest {
+        dataset: dataset.to_string(),
+        predicate: Some(predicate.to_string()),
+        ..Default::default()
+    };
+    let plan = plan_query_read(&request).await?.plan;
     let mut line = String::from("  pruning:");
     for step in &plan.steps {
         write!(
@@ -245,7 +240,14 @@ pub async fn run(queue: &QueueArgs, args: QuickstartArgs) -> anyhow::Result<Exit
         }
         println!();
         println!("{}", explain_line(&dataset, &predicate).await?);
-        crate::query::execute(queue, request, false, OutputFormat::Table, None).await?;
+        crate::query::execute(
+            queue,
+            request,
+            false,
+            crate::output::OutputFormat::Table,
+            None,
+        )
+        .await?;
     }
     println!(
         "done in {:.1}s. Next: terrace inspect {dataset}; terrace history {dataset}; terrace jobs",

@@ -47,8 +47,8 @@ pub use common::delete_prefix;
 pub use ingest::{IngestMode, IngestRequest, IngestSpec, inputs_key, plan_ingest};
 pub use maintenance::{DeleteSpec, GcSpec, plan_delete, plan_gc};
 pub use query::{
-    OutputFormat, QueryRequest, QueryResult, QuerySpec, RegionQuery, plan_query, read_query_result,
-    write_query_result,
+    PlannedRead, QueryRequest, QueryResult, QuerySpec, RegionQuery, plan_query, plan_query_read,
+    read_query_result,
 };
 
 /// Job kind of an ingest.

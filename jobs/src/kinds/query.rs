@@ -11,8 +11,8 @@
 //!
 //! A map's SQL sees the files' string columns as Arrow views
 //! ([`ScanRequest::string_views`](terrace_format::ScanRequest::string_views)): grouping
-//! the lineitem aggregate's two flag columns as plain strings was 28% of its CPU and
-//! expanding their dictionary pages 11%. Views can point into decompressed pages, so a
+//! by plain strings, and expanding dictionary pages into them, cost a large share of an
+//! aggregate's CPU. Views can point into decompressed pages, so a
 //! map that sorts long strings holds those pages (counted by the pool) until its output
 //! is cast back to the planned plain types.
 
@@ -146,20 +146,6 @@ impl QueryResult {
             staging: spec.staging,
         })
     }
-}
-
-/// How query results are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputFormat {
-    /// An aligned text table (terminal).
-    Table,
-    /// CSV with a header.
-    Csv,
-    /// Parquet.
-    Parquet,
-    /// One JSON object per line.
-    Jsonl,
 }
 
 const DEFAULT_BUDGET: usize = 256 * 1024 * 1024;
@@ -359,9 +345,23 @@ fn map_columns(frame: DataFrame, schema: &Schema) -> Result<Option<Vec<String>>>
     ))
 }
 
-/// Check a query against the dataset and plan it as a job: read tasks (stage 0) and the
-/// gather task (stage 1). Returns the job and the read plan (for explain).
-pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
+/// A query checked against its dataset, with its read tasks planned: what [`plan_query`]
+/// submits and what `terrace explain` shows.
+#[derive(Debug)]
+pub struct PlannedRead {
+    /// The dataset as the job names it (an absolute path or a URL).
+    pub dataset_location: String,
+    /// The dataset at the version the query reads.
+    pub dataset: Dataset,
+    /// The read tasks, pruned.
+    pub plan: ReadPlan,
+    /// The schema of a read task's output (after the map SQL, if any).
+    pub part_schema: SchemaRef,
+}
+
+/// Check a query against the dataset and plan its reads: the SQL, the version, the
+/// predicate and the columns are checked here, once, for every caller.
+pub async fn plan_query_read(request: &QueryRequest) -> Result<PlannedRead> {
     // Before anything else: refused SQL must not even open the dataset.
     if let Some(sql) = &request.map_sql {
         check_user_sql("--map", sql)?;
@@ -426,7 +426,23 @@ pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
     if let Some(sql) = &request.reduce_sql {
         sql_frame("--reduce", sql, "parts", part_schema.clone()).await?;
     }
+    Ok(PlannedRead {
+        dataset_location,
+        dataset,
+        plan,
+        part_schema,
+    })
+}
 
+/// Check a query against the dataset and plan it as a job: read tasks (stage 0) and the
+/// gather task (stage 1). Returns the job and the read plan (for explain).
+pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
+    let PlannedRead {
+        dataset_location,
+        dataset,
+        plan,
+        part_schema,
+    } = plan_query_read(&request).await?;
     let run_id = uuid::Uuid::now_v7().to_string();
     let spec = QuerySpec {
         dataset: dataset_location,
@@ -828,84 +844,6 @@ pub async fn read_query_result(
         .map_err(|e| parquet_error(&result.path, e))?;
     let path = result.path.clone();
     Ok(stream.map_err(move |e| parquet_error(&path, e)).boxed())
-}
-
-/// Write a result stream as `format` to `out` (a local file or stdout); returns rows.
-pub async fn write_query_result(
-    mut batches: BoxStream<'static, Result<RecordBatch>>,
-    format: OutputFormat,
-    out: Box<dyn std::io::Write + Send>,
-) -> Result<u64> {
-    let io = |e: std::io::Error| Error::Execution {
-        context: "writing the query result".into(),
-        reason: e.to_string(),
-        retryable: false,
-    };
-    let arrow_err = |e: arrow::error::ArrowError| Error::Execution {
-        context: "writing the query result".into(),
-        reason: e.to_string(),
-        retryable: false,
-    };
-    let mut rows = 0u64;
-    match format {
-        OutputFormat::Table => {
-            let mut all = Vec::new();
-            while let Some(batch) = batches.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                all.push(batch);
-            }
-            let mut out = out;
-            let text = arrow::util::pretty::pretty_format_batches(&all).map_err(arrow_err)?;
-            writeln!(out, "{text}").map_err(io)?;
-        }
-        OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
-            while let Some(batch) = batches.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                writer.write(&batch).map_err(arrow_err)?;
-            }
-        }
-        OutputFormat::Jsonl => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(out);
-            while let Some(batch) = batches.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                writer.write(&batch).map_err(arrow_err)?;
-            }
-            writer.finish().map_err(arrow_err)?;
-        }
-        OutputFormat::Parquet => {
-            let mut writer: Option<parquet::arrow::ArrowWriter<Box<dyn std::io::Write + Send>>> =
-                None;
-            let mut out = Some(out);
-            while let Some(batch) = batches.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                if writer.is_none() {
-                    writer = Some(
-                        parquet::arrow::ArrowWriter::try_new(
-                            out.take().expect("output taken once"),
-                            batch.schema(),
-                            None,
-                        )
-                        .map_err(|e| parquet_error("the output", e))?,
-                    );
-                }
-                if let Some(w) = writer.as_mut() {
-                    w.write(&batch)
-                        .map_err(|e| parquet_error("the output", e))?;
-                }
-            }
-            if let Some(w) = writer {
-                w.close().map_err(|e| parquet_error("the output", e))?;
-            }
-        }
-    }
-    Ok(rows)
 }
 
 #[cfg(test)]
