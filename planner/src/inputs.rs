@@ -305,8 +305,9 @@ async fn parquet_builder(
         })
 }
 
-/// The schema of one input file.
-pub async fn file_schema(file: &InputFile) -> Result<SchemaRef> {
+/// The schema read from one input file (its header, first rows, footer or stream schema
+/// message). Not [`terrace_format::file_schema`], a dataset's stored schema of a data file.
+pub async fn input_file_schema(file: &InputFile) -> Result<SchemaRef> {
     let bad = |reason: String| Error::Input {
         path: file.location.clone(),
         reason,
@@ -494,9 +495,9 @@ pub async fn infer_schema_and_unseen(
     let first = files
         .first()
         .ok_or_else(|| Error::invalid("inputs", "no input file"))?;
-    let mut schema = file_schema(first).await?;
+    let mut schema = input_file_schema(first).await?;
     for file in files.iter().skip(1).take(max_files.saturating_sub(1)) {
-        let other = file_schema(file).await?;
+        let other = input_file_schema(file).await?;
         schema = merge_schemas(&schema, &first.location, &other, &file.location)?;
     }
     let unseen = schema

@@ -48,9 +48,9 @@ pub use error::{Error, Position, Result};
 pub use explain::{Explain, ExplainTask, human_bytes};
 pub use input_checks::check_schema_names;
 pub use inputs::{
-    InputFile, InputFormat, InputSplit, SplitPart, check_partition_sample, file_schema,
-    infer_schema, infer_schema_and_unseen, list_inputs, merge_schemas, read_split, split_inputs,
-    with_types_of,
+    InputFile, InputFormat, InputSplit, SplitPart, check_partition_sample, infer_schema,
+    infer_schema_and_unseen, input_file_schema, list_inputs, merge_schemas, read_split,
+    split_inputs, with_types_of,
 };
 pub use predicate::{Dnf, DnfTerm, Op, Predicate};
 pub use prune::{PruneStep, PruneStepKind, Pruned, prune};
