@@ -4,10 +4,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use terrace_format::Layout;
+use terrace_format::{InputFormat, Layout};
 use terrace_jobs::JobRecord;
 use terrace_jobs::kinds::{IngestMode, IngestRequest, plan_ingest};
-use terrace_planner::{InputFormat, SchemaField, schema_from_fields};
+use terrace_planner::{SchemaField, schema_from_fields};
 
 use terrace_planner::human_bytes;
 

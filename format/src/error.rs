@@ -9,7 +9,8 @@ use arrow::datatypes::DataType;
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong reading, writing or committing a dataset.
+/// Everything that can go wrong reading, writing or committing a dataset, and reading
+/// the input files of an ingest.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -318,6 +319,78 @@ pub enum Error {
         newer: u64,
     },
 
+    /// An invalid argument of a call: a schema given with two columns of one name, no
+    /// input file to infer a schema from.
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// What was invalid (e.g. `"schema"`).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// An input file of an ingest cannot be read (its location, format, content or
+    /// column names).
+    #[error("cannot read input {path:?}: {reason}")]
+    Input {
+        /// The input.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// An object-store call reading an input file failed (the input's path as given, where
+    /// [`Error::ObjectStore`] names an object of a dataset).
+    #[error("object store error on {path:?}: {source}")]
+    InputStore {
+        /// The input.
+        path: String,
+        /// What the store said.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A row of an input file is malformed.
+    #[error("bad row in {path:?} at line {line}: {reason}")]
+    BadRow {
+        /// The input file.
+        path: String,
+        /// 1-based line number of the row (CSV, JSON lines).
+        line: u64,
+        /// Why.
+        reason: String,
+    },
+
+    /// A CSV header cannot name the columns: a name is empty or used twice.
+    #[error("bad header in {path:?} at line {line}, column {column}: {reason}")]
+    BadHeader {
+        /// The input file.
+        path: String,
+        /// 1-based line of the header (1).
+        line: u64,
+        /// 1-based position of the column in the header.
+        column: usize,
+        /// Why.
+        reason: String,
+    },
+
+    /// Two inputs disagree on a column, or an input and the schema it is read with.
+    #[error(
+        "inputs have different schemas: column {column:?} is {first_type} in {first:?} but {second_type} in {second:?}"
+    )]
+    SchemaMismatch {
+        /// The column.
+        column: String,
+        /// File that defined the schema (or `the dataset schema`).
+        first: String,
+        /// Type there (or `missing`).
+        first_type: String,
+        /// File that disagrees.
+        second: String,
+        /// Type there (or `missing`).
+        second_type: String,
+    },
+
     /// A background task panicked or was cancelled.
     #[error("background task failed while {context}: {reason}")]
     Task {
@@ -336,7 +409,9 @@ impl Error {
     /// with another writer's overwrite are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::ObjectStore { source, .. } => is_retryable_store_error(source),
+            Error::ObjectStore { source, .. } | Error::InputStore { source, .. } => {
+                is_retryable_store_error(source)
+            }
             Error::CommitRetriesExhausted { .. } | Error::Task { .. } => true,
             _ => false,
         }
@@ -500,6 +575,17 @@ mod tests {
             source: "403".into(),
         };
         assert!(!is_retryable_store_error(&denied));
+    }
+
+    /// Reading an input follows the same rule as the dataset's objects.
+    #[test]
+    fn input_store_errors_follow_the_store_rule() {
+        let input = |source| Error::InputStore {
+            path: "in/x.csv".into(),
+            source,
+        };
+        assert!(!input(generic(io::Error::from(ErrorKind::PermissionDenied))).is_retryable());
+        assert!(input(generic(io::Error::from(ErrorKind::ConnectionReset))).is_retryable());
     }
 
     /// The errno values behind the cases map to the kinds above.

@@ -9,7 +9,13 @@
 //! This crate owns the dataset location and object store, the manifest and its
 //! (de)serialisation, the data-file layout (partition paths, bucket hash, file names),
 //! schema rules, per-file statistics, secondary indices, the commit protocol, and reading
-//! and writing data files. It never prints or exits: every failure is an [`Error`].
+//! and writing data files. It also reads the input files of an ingest, next to the writer
+//! their rows go to: one input's schema ([`input_file_schema`]; [`file_schema`] is a data
+//! file's stored one), a schema inferred from several ([`infer_schema`]), checks of what
+//! the decoders would take silently ([`check_partition_sample`], [`check_schema_names`]),
+//! and the rows of a split decoded from CSV, JSON lines, Parquet or Arrow
+//! ([`read_split`]); terrace-planner lists the [`InputFile`]s and cuts the
+//! [`InputSplit`]s. It never prints or exits: every failure is an [`Error`].
 //!
 //! ```no_run
 //! # async fn demo(batches: Vec<arrow::record_batch::RecordBatch>) -> terrace_format::Result<()> {
@@ -38,6 +44,7 @@ mod dataset;
 mod error;
 mod gc;
 mod index;
+mod input;
 mod layout;
 mod location;
 mod manifest;
@@ -58,6 +65,11 @@ pub use error::{
     Error, Result, has_permanent_io_cause, is_permanent_io_error, is_retryable_store_error,
 };
 pub use gc::{GC_RETENTION_FLOOR, GcOptions, GcReport};
+pub use input::{
+    InputFile, InputFormat, InputSplit, SplitPart, check_not_empty, check_partition_sample,
+    check_schema_names, infer_schema, infer_schema_and_unseen, input_file_schema, merge_schemas,
+    parquet_row_group_bytes, read_split, with_types_of,
+};
 pub use layout::{
     Layout, MAX_PARTITION_SEGMENT_BYTES, NULL_PARTITION_MARKER, bucket_for_scalar, bucket_ids,
     check_partition_value, check_partition_values, data_file_name, decode_path_segment,

@@ -87,7 +87,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// Reading or writing a dataset failed; `context` says what was being done.
+    /// Reading or writing a dataset, or reading an ingest's input files (their schema,
+    /// their rows), failed; `context` says what was being done.
     #[error("{context}")]
     Format {
         /// What was being done, e.g. "opening the dataset s3://lake/events".
@@ -96,7 +97,7 @@ pub enum Error {
         #[source]
         source: Box<terrace_format::Error>,
     },
-    /// Planning a job (inputs, predicate, pruning) failed.
+    /// Planning a job (listing and splitting inputs, predicate, pruning) failed.
     #[error("{context}")]
     Planner {
         /// What was being planned.

@@ -122,51 +122,16 @@ pub enum Error {
         /// The glob as given.
         pattern: String,
     },
-    /// An input file does not exist or cannot be read.
+    /// An input file is refused when it is listed or split: it does not exist, its format
+    /// is unknown, it is empty, two inputs name it, or its Parquet footer is unreadable.
+    /// Worded as terrace-format's [`Error::Input`](terrace_format::Error::Input), which
+    /// reading an input raises.
     #[error("cannot read input {path:?}: {reason}")]
     Input {
         /// The input.
         path: String,
         /// Why.
         reason: String,
-    },
-    /// A row of an input file is malformed.
-    #[error("bad row in {path:?} at line {line}: {reason}")]
-    BadRow {
-        /// The input file.
-        path: String,
-        /// 1-based line number of the row (CSV, JSON lines).
-        line: u64,
-        /// Why.
-        reason: String,
-    },
-    /// A CSV header cannot name the columns: a name is empty or used twice.
-    #[error("bad header in {path:?} at line {line}, column {column}: {reason}")]
-    BadHeader {
-        /// The input file.
-        path: String,
-        /// 1-based line of the header (1).
-        line: u64,
-        /// 1-based position of the column in the header.
-        column: usize,
-        /// Why.
-        reason: String,
-    },
-    /// Two inputs disagree on a column.
-    #[error(
-        "inputs have different schemas: column {column:?} is {first_type} in {first:?} but {second_type} in {second:?}"
-    )]
-    SchemaMismatch {
-        /// The column.
-        column: String,
-        /// File that defined the schema.
-        first: String,
-        /// Type there (or `missing`).
-        first_type: String,
-        /// File that disagrees.
-        second: String,
-        /// Type there (or `missing`).
-        second_type: String,
     },
     /// The object store failed.
     #[error("object store error on {path:?}: {source}")]
@@ -195,7 +160,7 @@ pub enum Error {
         #[source]
         source: datafusion::error::DataFusionError,
     },
-    /// Arrow failed (reading or inferring inputs).
+    /// Arrow failed (finding the partition values of a read plan).
     #[error("arrow error while {context}: {source}")]
     Arrow {
         /// What the planner was doing.
@@ -223,6 +188,19 @@ impl Error {
         Error::Format {
             context: context.into(),
             source,
+        }
+    }
+
+    /// A format error of an input file, met while listing or splitting (an empty file,
+    /// an unreadable Parquet footer): an [`Error::Input`] as terrace-format words it, so
+    /// the message is the one reading the file would give.
+    pub(crate) fn input(source: terrace_format::Error) -> Self {
+        match source {
+            terrace_format::Error::Input { path, reason } => Error::Input { path, reason },
+            terrace_format::Error::InputStore { path, source } => {
+                Error::ObjectStore { path, source }
+            }
+            other => Error::format("reading an input", other),
         }
     }
 

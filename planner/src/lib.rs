@@ -1,5 +1,5 @@
 //! terrace-planner: turns a query or a write on a terrace dataset into tasks for the job
-//! queue, reading only the manifest.
+//! queue, reading only the manifest (and, for a write, the listing of its inputs).
 //!
 //! - [`Predicate`]: SQL boolean text (or kartothek-style [`Dnf`]) parsed and type-checked
 //!   against the dataset schema with DataFusion; errors name the column and position.
@@ -8,11 +8,14 @@
 //!   ([`RowGroupHint`]) from per-row-group statistics, with counts per step.
 //! - [`plan_read`]: read tasks (one per file, grouped by size, one per partition value,
 //!   or a region x sample grid as TileDB-VCF's `read_dask`); [`Explain`] renders a plan.
-//! - [`list_inputs`], [`infer_schema`], [`split_inputs`], [`read_split`] and
-//!   [`plan_write`]: the inputs of an ingest and its stages (write, or map / reduce), then
-//!   one commit.
+//! - [`list_inputs`], [`split_inputs`] and [`plan_write`]: the input files of an ingest,
+//!   their splits, and its stages (write, or map / reduce), then one commit. Only the
+//!   footers of Parquet inputs to cut are read; inferring the inputs' schema and decoding
+//!   their rows is terrace-format's ([`terrace_format::infer_schema`],
+//!   [`terrace_format::read_split`]).
 //!
-//! Nothing here executes a task or prints: terrace-jobs runs the tasks, the CLI prints.
+//! Nothing here executes a task, reads a row or prints: terrace-jobs runs the tasks,
+//! terrace-format reads and writes the data, the CLI prints.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,7 +37,6 @@
 
 mod error;
 mod explain;
-mod input_checks;
 mod inputs;
 mod predicate;
 mod prune;
@@ -46,12 +48,7 @@ mod write_plan;
 
 pub use error::{Error, Position, Result};
 pub use explain::{Explain, ExplainTask, human_bytes};
-pub use input_checks::check_schema_names;
-pub use inputs::{
-    InputFile, InputFormat, InputSplit, SplitPart, check_partition_sample, file_schema,
-    infer_schema, infer_schema_and_unseen, list_inputs, merge_schemas, read_split, split_inputs,
-    with_types_of,
-};
+pub use inputs::{list_inputs, split_inputs};
 pub use predicate::{Dnf, DnfTerm, Op, Predicate};
 pub use prune::{PruneStep, PruneStepKind, Pruned, prune};
 pub use read_plan::{

@@ -19,10 +19,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
-use terrace_format::{Layout, murmur3_x86_32};
+use terrace_format::{InputSplit, Layout, murmur3_x86_32};
 
 use crate::error::{Error, Result};
-use crate::inputs::InputSplit;
 
 /// One column of a schema as a plan carries it (Arrow's textual type).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,7 +294,7 @@ pub fn plan_write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::{InputFile, InputFormat, SplitPart};
+    use terrace_format::{InputFile, InputFormat, SplitPart};
 
     fn splits(n: usize) -> Vec<InputSplit> {
         (0..n)

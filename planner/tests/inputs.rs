@@ -1,14 +1,13 @@
-//! Listing, inferring, splitting and reading ingest inputs from local files.
+//! Listing and splitting ingest inputs from local files (the planner), inferring their
+//! schema and reading them (terrace-format).
 
 use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use futures::TryStreamExt;
-use terrace_planner::{
-    Error, InputFormat, WriteOptions, infer_schema, list_inputs, plan_write, read_split,
-    split_inputs,
-};
+use terrace_format::{Error, InputFormat, infer_schema, read_split};
+use terrace_planner::{WriteOptions, list_inputs, plan_write, split_inputs};
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -17,9 +16,9 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
 }
 
 async fn rows(
-    split: terrace_planner::InputSplit,
+    split: terrace_format::InputSplit,
     schema: arrow::datatypes::SchemaRef,
-) -> terrace_planner::Result<usize> {
+) -> terrace_format::Result<usize> {
     let batches: Vec<RecordBatch> = read_split(split, schema).try_collect().await?;
     Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
@@ -152,7 +151,10 @@ async fn mixed_schemas_missing_and_empty_inputs() {
     let err = list_inputs(&[format!("{}/*.parquet", dir.path().display())], None)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::EmptyGlob { .. }), "{err}");
+    assert!(
+        matches!(err, terrace_planner::Error::EmptyGlob { .. }),
+        "{err}"
+    );
     let err = list_inputs(&[format!("{}/nope.csv", dir.path().display())], None)
         .await
         .unwrap_err();
@@ -231,8 +233,8 @@ async fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 async fn read_all(
     path: &str,
-) -> terrace_planner::Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
-    let files = list_inputs(&[path.to_string()], None).await?;
+) -> terrace_format::Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
+    let files = list_inputs(&[path.to_string()], None).await.unwrap();
     let schema = infer_schema(&files, 1).await?;
     read_all_with(path, schema).await
 }
@@ -241,10 +243,10 @@ async fn read_all(
 async fn read_all_with(
     path: &str,
     schema: arrow::datatypes::SchemaRef,
-) -> terrace_planner::Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
-    let files = list_inputs(&[path.to_string()], None).await?;
+) -> terrace_format::Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
+    let files = list_inputs(&[path.to_string()], None).await.unwrap();
     let mut batches = Vec::new();
-    for split in split_inputs(&files, 1 << 30).await? {
+    for split in split_inputs(&files, 1 << 30).await.unwrap() {
         let read: Vec<RecordBatch> = read_split(split, schema.clone()).try_collect().await?;
         batches.extend(read);
     }
@@ -481,7 +483,7 @@ async fn a_file_named_by_two_inputs_is_refused() {
     for inputs in [vec![glob.clone(), a.clone()], vec![a.clone(), a.clone()]] {
         let err = list_inputs(&inputs, None).await.unwrap_err();
         match &err {
-            Error::Input { path, reason } => {
+            terrace_planner::Error::Input { path, reason } => {
                 assert_eq!(path.as_str(), a.as_str());
                 assert!(reason.contains(&format!("{:?}", inputs[0])), "{err}");
                 assert!(reason.contains("once"), "{err}");
@@ -494,10 +496,8 @@ async fn a_file_named_by_two_inputs_is_refused() {
 
 /// The error of planning an ingest of the one file `path` (listing, then inference).
 async fn infer_error(path: &str) -> Error {
-    match list_inputs(&[path.to_string()], None).await {
-        Ok(files) => infer_schema(&files, 8).await.unwrap_err(),
-        Err(e) => e,
-    }
+    let files = list_inputs(&[path.to_string()], None).await.unwrap();
+    infer_schema(&files, 8).await.unwrap_err()
 }
 
 /// Empty and repeated CSV header names would make columns that cannot be told apart
@@ -539,7 +539,7 @@ async fn csv_headers_with_empty_or_repeated_names_are_refused() {
         Field::new("a", DataType::Int64, true),
         Field::new("a", DataType::Int64, true),
     ]);
-    let err = terrace_planner::check_schema_names(&given).unwrap_err();
+    let err = terrace_format::check_schema_names(&given).unwrap_err();
     assert!(err.to_string().contains("columns 1 and 2"), "{err}");
 }
 
@@ -636,7 +636,7 @@ async fn empty_files_are_refused_and_header_only_files_have_no_rows() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Input { path: p, reason } if p == &path && reason.contains("is empty")),
+            matches!(&err, terrace_planner::Error::Input { path: p, reason } if p == &path && reason.contains("is empty")),
             "{err}"
         );
     }
@@ -731,14 +731,14 @@ async fn long_partition_values_in_the_first_rows_are_refused_when_planning() {
             .await
             .unwrap();
         let schema = infer_schema(&files, 8).await.unwrap();
-        let err = terrace_planner::check_partition_sample(&files, &schema, &["origin".into()])
+        let err = terrace_format::check_partition_sample(&files, &schema, &["origin".into()])
             .await
             .unwrap_err();
         assert!(
             matches!(&err, Error::BadRow { path: p, line: l, reason } if p == &path && *l == line && reason.contains("\"origin\"")),
             "{err}"
         );
-        terrace_planner::check_partition_sample(&files, &schema, &["n".into()])
+        terrace_format::check_partition_sample(&files, &schema, &["n".into()])
             .await
             .unwrap();
     }

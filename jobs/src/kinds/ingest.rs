@@ -21,14 +21,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use terrace_format::{
-    CreateOptions, DataFile, DataFileWriter, Dataset, Layout, Location, ScanRequest,
-    SchemaEvolution, WriterOptions, concat_data_files, conform_batch, partition_path,
-    read_data_files, reconcile, worth_concatenating,
+    CreateOptions, DataFile, DataFileWriter, Dataset, InputFile, InputFormat, Layout, Location,
+    ScanRequest, SchemaEvolution, WriterOptions, check_partition_sample, check_schema_names,
+    concat_data_files, conform_batch, infer_schema_and_unseen, partition_path, read_data_files,
+    read_split, reconcile, with_types_of, worth_concatenating,
 };
 use terrace_planner::{
-    InputFile, InputFormat, SchemaField, WriteOptions, WriteTask, check_partition_sample,
-    check_schema_names, infer_schema_and_unseen, list_inputs, plan_write, read_split,
-    reduce_task_for, schema_from_fields, schema_to_fields, split_inputs, with_types_of,
+    SchemaField, WriteOptions, WriteTask, list_inputs, plan_write, reduce_task_for,
+    schema_from_fields, schema_to_fields, split_inputs,
 };
 
 use super::KIND_INGEST;
@@ -172,12 +172,12 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         .map_err(Error::planner("listing the inputs"))?;
     let (mut input_schema, unseen) = match &request.schema {
         Some(schema) => {
-            check_schema_names(schema).map_err(Error::planner("checking the given schema"))?;
+            check_schema_names(schema).map_err(Error::format("checking the given schema"))?;
             (schema.clone(), Vec::new())
         }
         None => infer_schema_and_unseen(&files, files.len())
             .await
-            .map_err(Error::planner("reading the inputs' schema"))?,
+            .map_err(Error::format("reading the inputs' schema"))?,
     };
 
     let (schema, layout, index_columns) = match Dataset::open(&dataset_location).await {
@@ -252,7 +252,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     // Partition values too long for a directory name, among those inference read.
     check_partition_sample(&files, &input_schema, &layout.partition_on)
         .await
-        .map_err(Error::planner("checking the inputs' partition values"))?;
+        .map_err(Error::format("checking the inputs' partition values"))?;
 
     let splits = split_inputs(
         &files,
@@ -411,7 +411,7 @@ pub(crate) async fn run(
             let name = format!("write-{index:05}");
             let mut writer = dataset_writer(spec, &loc)?;
             let read = read_split(split, spec.input_schema()?);
-            let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
+            let files = write_all(spec, &mut writer, read.map(|b| b.map_err(read_err))).await;
             let files = finish(writer, files).await?;
             report(spec, &loc, &name, &files, "", Counted::RowsAndBytes).await
         }
@@ -424,7 +424,7 @@ pub(crate) async fn run(
             );
             let mut writer = writer(spec, &loc, loc.child(&dir), piece_options(spec, &loc))?;
             let read = read_split(split, spec.input_schema()?);
-            let files = write_all(spec, &mut writer, read.map(|b| b.map_err(plan_err))).await;
+            let files = write_all(spec, &mut writer, read.map(|b| b.map_err(read_err))).await;
             let files = finish(writer, files).await?;
             report(
                 spec,
@@ -496,8 +496,8 @@ pub(crate) async fn run(
     }
 }
 
-fn plan_err(e: terrace_planner::Error) -> Error {
-    Error::planner("reading an input")(e)
+fn read_err(e: terrace_format::Error) -> Error {
+    Error::format("reading an input")(e)
 }
 
 /// A writer of data files below `root`.
