@@ -189,13 +189,11 @@ pub async fn split_inputs(files: &[InputFile], target_bytes: u64) -> Result<Vec<
 /// there are `target`s in their sum (rounded up), with the largest run at most 1/8 above
 /// the smallest it can be.
 ///
-/// Cutting greedily at the target instead made lopsided splits: eight Parquet files of
-/// 26.6 MB against 128 MiB became six and two, and the task with six ran alone for half
-/// of the ingest. Here they are four and four; eight CSV files of 95 MB stay pairs.
-/// Runs are then filled up to 1/8 above that smallest largest run, which takes the
-/// fewest runs among nearly as even cuts: at exactly the smallest, 8 CSV files of 95.1
-/// to 96.0 MB were cut into two pairs and four single files (6 runs allowed), and a
-/// single file's map task makes pieces too small to combine by copying.
+/// Cutting greedily at the target instead makes lopsided splits, and the task with the
+/// most files runs alone at the end of the ingest. Runs are then filled up to 1/8 above
+/// that smallest largest run, which takes the fewest runs among nearly as even cuts: at
+/// exactly the smallest, files of nearly equal sizes could be cut into pairs and single
+/// files, and a single file's map task makes pieces too small to combine by copying.
 fn balanced_partition(sizes: &[u64], target: u64) -> Vec<std::ops::Range<usize>> {
     if sizes.is_empty() {
         return Vec::new();

@@ -120,8 +120,8 @@ pub(super) fn file_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<
 /// two requested ahead.
 ///
 /// Not `GetResult::into_stream`: on a local store that reads 8 KiB at a time, each read a
-/// `spawn_blocking` hand-off, and on the lineitem CSV ingest (12,000 reads per 95 MB
-/// file) waking the blocking pool's threads was about 9% of the profile. The size is the
+/// `spawn_blocking` hand-off, and waking the blocking pool's threads that often showed in
+/// the ingest's profile. The size is the
 /// one listed when the ingest was planned; a file cut shorter since fails its read.
 fn stored_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<Bytes>>> {
     let loc = location(&file.location)?;
