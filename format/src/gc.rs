@@ -61,12 +61,12 @@ use object_store::ObjectMeta;
 use object_store::path::Path;
 use serde::Serialize;
 
-use crate::dataset::{latest_version, list_versions, load_snapshot, read_segment};
 use crate::error::{Error, Result};
 use crate::layout::{Layout, encode_path_segment};
 use crate::location::Location;
 use crate::manifest::Snapshot;
 use crate::names::{Name, classify, nested_root, temporary_of};
+use crate::version_log::{latest_version, list_versions, load_snapshot, read_segment};
 
 /// The shortest retention [`Dataset::gc`](crate::Dataset::gc) accepts without
 /// [`GcOptions::force`]: 24 hours.
@@ -607,7 +607,7 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::dataset::LATEST_HINT;
+    use crate::version_log::LATEST_HINT;
     use crate::writer::tests::{Row, batch, layout, rows, schema, to_rows};
     use crate::{
         CreateOptions, DataFile, Dataset, Layout, ScanRequest, WriterOptions, read_data_files,

@@ -19,11 +19,11 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::datafile::DataFile;
-use crate::dataset::get_bytes;
 use crate::error::{Error, Result};
 use crate::layout::encode_path_segment;
 use crate::location::Location;
 use crate::manifest::{IndexFile, Snapshot};
+use crate::version_log::get_bytes;
 
 /// Read an index file; checks its columns.
 pub(crate) async fn read_index(

@@ -48,6 +48,7 @@ mod reader;
 mod schema;
 mod stats;
 mod upload;
+mod version_log;
 mod writer;
 
 pub use commit::{CommitBuilder, Committed};
