@@ -61,6 +61,7 @@ use crate::location::Location;
 use crate::manifest::{
     CommitInfo, Manifest, Operation, SegmentSummary, Snapshot, encode_segment, summarize,
 };
+use crate::names::{is_own, new_segment_path};
 use crate::schema::{SchemaEvolution, reconcile};
 use crate::version_log::{
     latest_version, list_versions, load_snapshot, put_version, read_segment, versions_from,
@@ -509,7 +510,7 @@ fn validate_files(files: &[DataFile], base: &Snapshot, location: &Location) -> R
         };
         if file.path.is_empty()
             || file.path.starts_with('/')
-            || file.path.starts_with("_terrace/")
+            || is_own(&file.path)
             || file
                 .path
                 .split('/')
@@ -595,7 +596,7 @@ async fn write_segment(
             reason: e.to_string(),
         })??
     };
-    summary.path = format!("_terrace/segments/{}.parquet", uuid::Uuid::new_v4());
+    summary.path = new_segment_path();
     let path = location.child(&summary.path);
     location
         .store
@@ -733,7 +734,7 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::manifest::version_path;
+    use crate::names::{LATEST_HINT, version_path};
     use crate::writer::tests::{batch, layout, rows, schema};
     use crate::{Dataset, WriterOptions};
 
@@ -765,7 +766,7 @@ mod tests {
         let location = dir.path().to_str().unwrap();
         let handles = versions(&dir, 4).await;
         std::fs::remove_file(dir.path().join(version_path(3))).unwrap();
-        std::fs::write(dir.path().join(crate::version_log::LATEST_HINT), "2").unwrap();
+        std::fs::write(dir.path().join(LATEST_HINT), "2").unwrap();
 
         let latest = Dataset::open(location).await.unwrap();
         assert_eq!(latest.version(), 4);
@@ -796,7 +797,7 @@ mod tests {
         assert_eq!(committed.version(), 5);
         assert_eq!(Dataset::open(location).await.unwrap().version(), 5);
         // A hint that names a version gc removed (or that is ahead) is not trusted either.
-        std::fs::write(dir.path().join(crate::version_log::LATEST_HINT), "9").unwrap();
+        std::fs::write(dir.path().join(LATEST_HINT), "9").unwrap();
         assert_eq!(Dataset::open(location).await.unwrap().version(), 5);
     }
 

@@ -22,6 +22,7 @@ use crate::location::Location;
 use crate::manifest::{
     CommitInfo, FileList, IndexFile, Manifest, Operation, SegmentSummary, Snapshot,
 };
+use crate::names::{classify, is_own};
 use crate::schema::schema_to_v1;
 use crate::version_log::{
     latest_version, list_versions, load_snapshot, probe_conditional_put, put_version, read_segment,
@@ -396,8 +397,7 @@ async fn check_create(location: &Location, layout: &Layout) -> Result<()> {
         let Some(relative) = location.relative(&meta.location) else {
             continue;
         };
-        if relative.starts_with("_terrace/") || crate::names::classify(&relative, layout).is_some()
-        {
+        if is_own(&relative) || classify(&relative, layout).is_some() {
             continue;
         }
         return Err(Error::LocationNotEmpty {

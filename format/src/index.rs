@@ -20,9 +20,9 @@ use parquet::file::properties::WriterProperties;
 
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
-use crate::layout::encode_path_segment;
 use crate::location::Location;
 use crate::manifest::{IndexFile, Snapshot};
+use crate::names::new_index_path;
 use crate::version_log::get_bytes;
 
 /// Read an index file; checks its columns.
@@ -117,11 +117,7 @@ pub(crate) async fn write_indices(
             context: "encoding an index file".to_string(),
             reason: e.to_string(),
         })??;
-        let relative = format!(
-            "_terrace/indices/{}/{}.parquet",
-            encode_path_segment(column),
-            uuid::Uuid::new_v4()
-        );
+        let relative = new_index_path(column);
         let path = location.child(&relative);
         location
             .store

@@ -11,6 +11,15 @@
 //! schema rules, per-file statistics, secondary indices, the commit protocol, and reading
 //! and writing data files. It never prints or exits: every failure is an [`Error`].
 //!
+//! Inside, opening a dataset ([`Dataset`]), the commit protocol ([`CommitBuilder`]), gc and
+//! the secondary indices each read and write version files through one version log (the
+//! listing, the latest version, the put-if-absent of a version, the `_latest` hint), and
+//! every name below a dataset root is built and recognised by one module: the `_terrace/`
+//! files, and the staging files of jobs, whose paths the planner and the job system build
+//! with [`staging_dir`], [`new_map_attempt_dir`], [`new_report_path`],
+//! [`new_query_part_path`] and [`query_result_path`]. gc removes only names that module
+//! recognises.
+//!
 //! ```no_run
 //! # async fn demo(batches: Vec<arrow::record_batch::RecordBatch>) -> terrace_format::Result<()> {
 //! use terrace_format::{Dataset, Layout, WriterOptions};
@@ -69,6 +78,9 @@ pub use location::Location;
 pub use manifest::{
     CommitInfo, FORMAT_VERSION, FileList, IndexFile, Operation, SegmentSummary, Snapshot,
     decode_file_report, encode_file_report, is_stats_type,
+};
+pub use names::{
+    new_map_attempt_dir, new_query_part_path, new_report_path, query_result_path, staging_dir,
 };
 pub use nan::{may_hold_nan, nan_free};
 pub use pause::PAUSE_BEFORE_PUT_VAR;

@@ -17,15 +17,14 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{Error, Result};
-use crate::location::{Location, join};
+use crate::location::Location;
 use crate::manifest::{
     FileList, Manifest, SegmentSummary, Snapshot, decode_segment, decode_version_file,
-    encode_version_file, parse_version_file_name, version_path,
+    encode_version_file,
 };
-
-/// Where the non-authoritative "latest version" hint lives.
-pub(crate) const LATEST_HINT: &str = "_terrace/_latest";
-const VERSIONS_DIR: &str = "_terrace/versions";
+use crate::names::{
+    LATEST_HINT, VERSIONS_DIR, new_probe_path, parse_version_file_name, version_path,
+};
 
 /// Every version number present, ascending.
 pub(crate) async fn list_versions(location: &Location) -> Result<Vec<u64>> {
@@ -179,10 +178,7 @@ pub(crate) async fn write_latest_hint(location: &Location, version: u64) {
 
 /// Prove the store refuses a second create of the same object, so commits cannot race.
 pub(crate) async fn probe_conditional_put(location: &Location) -> Result<()> {
-    let path = join(
-        &location.root,
-        &format!("_terrace/_probe/{}", uuid::Uuid::new_v4()),
-    );
+    let path = location.child(&new_probe_path());
     let create = || {
         location.store.put_opts(
             &path,
