@@ -1,6 +1,7 @@
 //! The commit protocol: optimistic concurrency with one conditional put per attempt.
 //!
-//! 1. The commit is built on the version the [`Dataset`] was loaded at (its base).
+//! 1. The commit is built on the version the [`Dataset`](crate::Dataset) was loaded at
+//!    (its base).
 //! 2. Data files are already written under unique names; the commit first writes the
 //!    segments listing them (and index files), also under unique names. Nothing is
 //!    visible yet.
@@ -54,17 +55,18 @@ use object_store::{ObjectStoreExt, PutPayload};
 use rand::Rng;
 
 use crate::datafile::DataFile;
-use crate::dataset::{
-    Dataset, list_versions, load_snapshot, put_version, read_segment, versions_from,
-    write_latest_hint,
-};
 use crate::error::{Error, Result};
 use crate::layout::partition_path;
 use crate::location::Location;
 use crate::manifest::{
     CommitInfo, Manifest, Operation, SegmentSummary, Snapshot, encode_segment, summarize,
 };
+use crate::names::{is_own, new_segment_path};
 use crate::schema::{SchemaEvolution, reconcile};
+use crate::version_log::{
+    latest_version, list_versions, load_snapshot, put_version, read_segment, versions_from,
+    write_latest_hint,
+};
 
 /// Files per segment: small enough that a point lookup reads little, large enough that
 /// a version file stays short.
@@ -122,7 +124,9 @@ impl Deref for Committed {
 #[derive(Debug)]
 #[must_use = "a commit does nothing until .commit().await"]
 pub struct CommitBuilder {
-    dataset: Dataset,
+    location: Arc<Location>,
+    /// The version the commit is built on.
+    base: Snapshot,
     action: Action,
     job_id: Option<String>,
     idempotency_key: Option<String>,
@@ -131,9 +135,10 @@ pub struct CommitBuilder {
 }
 
 impl CommitBuilder {
-    pub(crate) fn new(dataset: Dataset, action: Action) -> Self {
+    pub(crate) fn new(location: Arc<Location>, base: Snapshot, action: Action) -> Self {
         CommitBuilder {
-            dataset,
+            location,
+            base,
             action,
             job_id: None,
             idempotency_key: None,
@@ -168,8 +173,8 @@ impl CommitBuilder {
 
     /// Run the commit protocol.
     pub async fn commit(self) -> Result<Committed> {
-        let location = self.dataset.location_handle().clone();
-        let base = self.dataset.current().clone();
+        let location = self.location.clone();
+        let base = self.base.clone();
         let schema = match &self.schema {
             Some(schema) => {
                 let evolved = reconcile(&base.schema(), schema, SchemaEvolution::AddColumns)?;
@@ -191,11 +196,7 @@ impl CommitBuilder {
             && let Some(found) = find_idempotency_key(&location, key).await?
         {
             return Ok(Committed {
-                snapshot: load_snapshot(
-                    &location,
-                    crate::dataset::latest_version(&location).await?,
-                )
-                .await?,
+                snapshot: load_snapshot(&location, latest_version(&location).await?).await?,
                 duplicate_of: Some(found),
             });
         }
@@ -509,7 +510,7 @@ fn validate_files(files: &[DataFile], base: &Snapshot, location: &Location) -> R
         };
         if file.path.is_empty()
             || file.path.starts_with('/')
-            || file.path.starts_with("_terrace/")
+            || is_own(&file.path)
             || file
                 .path
                 .split('/')
@@ -595,7 +596,7 @@ async fn write_segment(
             reason: e.to_string(),
         })??
     };
-    summary.path = format!("_terrace/segments/{}.parquet", uuid::Uuid::new_v4());
+    summary.path = new_segment_path();
     let path = location.child(&summary.path);
     location
         .store
@@ -733,7 +734,7 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::manifest::version_path;
+    use crate::names::{LATEST_HINT, version_path};
     use crate::writer::tests::{batch, layout, rows, schema};
     use crate::{Dataset, WriterOptions};
 
@@ -765,7 +766,7 @@ mod tests {
         let location = dir.path().to_str().unwrap();
         let handles = versions(&dir, 4).await;
         std::fs::remove_file(dir.path().join(version_path(3))).unwrap();
-        std::fs::write(dir.path().join(crate::dataset::LATEST_HINT), "2").unwrap();
+        std::fs::write(dir.path().join(LATEST_HINT), "2").unwrap();
 
         let latest = Dataset::open(location).await.unwrap();
         assert_eq!(latest.version(), 4);
@@ -796,7 +797,7 @@ mod tests {
         assert_eq!(committed.version(), 5);
         assert_eq!(Dataset::open(location).await.unwrap().version(), 5);
         // A hint that names a version gc removed (or that is ahead) is not trusted either.
-        std::fs::write(dir.path().join(crate::dataset::LATEST_HINT), "9").unwrap();
+        std::fs::write(dir.path().join(LATEST_HINT), "9").unwrap();
         assert_eq!(Dataset::open(location).await.unwrap().version(), 5);
     }
 

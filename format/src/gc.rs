@@ -61,12 +61,12 @@ use object_store::ObjectMeta;
 use object_store::path::Path;
 use serde::Serialize;
 
-use crate::dataset::{latest_version, list_versions, load_snapshot, read_segment};
 use crate::error::{Error, Result};
-use crate::layout::{Layout, encode_path_segment};
+use crate::layout::Layout;
 use crate::location::Location;
 use crate::manifest::Snapshot;
-use crate::names::{Name, classify, nested_root, temporary_of};
+use crate::names::{Name, OWN_DIR, classify, nested_root, staging_dir_name, temporary_of};
+use crate::version_log::{latest_version, list_versions, load_snapshot, read_segment};
 
 /// The shortest retention [`Dataset::gc`](crate::Dataset::gc) accepts without
 /// [`GcOptions::force`]: 24 hours.
@@ -227,7 +227,7 @@ pub(crate) async fn collect(location: &Arc<Location>, options: GcOptions) -> Res
         live_runs: options
             .live_runs
             .iter()
-            .map(|run| encode_path_segment(run))
+            .map(|run| staging_dir_name(run))
             .collect(),
     };
 
@@ -500,7 +500,7 @@ type Found = Vec<(PathBuf, u64, DateTime<Utc>)>;
 fn walk_temporaries(
     root: &std::path::Path,
 ) -> std::result::Result<Found, (PathBuf, std::io::Error)> {
-    let own = root.join("_terrace");
+    let own = root.join(OWN_DIR);
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
@@ -514,7 +514,7 @@ fn walk_temporaries(
             .map_err(|e| (dir.clone(), e))?;
         let nested = dir != root
             && !dir.starts_with(&own)
-            && entries.iter().any(|e| e.file_name() == "_terrace");
+            && entries.iter().any(|e| e.file_name() == OWN_DIR);
         if nested {
             continue;
         }
@@ -607,7 +607,8 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::dataset::LATEST_HINT;
+    use crate::layout::encode_path_segment;
+    use crate::names::LATEST_HINT;
     use crate::writer::tests::{Row, batch, layout, rows, schema, to_rows};
     use crate::{
         CreateOptions, DataFile, Dataset, Layout, ScanRequest, WriterOptions, read_data_files,
@@ -726,7 +727,7 @@ mod tests {
         assert_eq!(report.versions_removed, [0]);
         assert_eq!(report.versions_kept, 1);
         assert!(!report.dry_run);
-        let version_0 = crate::manifest::version_path(0);
+        let version_0 = crate::names::version_path(0);
         let removed_bytes: u64 = expected.iter().chain([&version_0]).map(|p| before[p]).sum();
         assert_eq!(report.bytes_removed, removed_bytes);
 
@@ -1154,7 +1155,7 @@ mod tests {
             format!("{}#1", files[0].path),
             format!("{}#2", files[0].path),
             format!("_terrace/segments/{id}.parquet#1"),
-            format!("{}#1", crate::manifest::version_path(2)),
+            format!("{}#1", crate::names::version_path(2)),
             "_terrace/_latest#1".to_string(),
             "_terrace/staging/run-9/reports/r.parquet#3".to_string(),
         ];

@@ -19,11 +19,11 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::datafile::DataFile;
-use crate::dataset::get_bytes;
 use crate::error::{Error, Result};
-use crate::layout::encode_path_segment;
 use crate::location::Location;
 use crate::manifest::{IndexFile, Snapshot};
+use crate::names::new_index_path;
+use crate::version_log::get_bytes;
 
 /// Read an index file; checks its columns.
 pub(crate) async fn read_index(
@@ -114,11 +114,7 @@ pub(crate) async fn write_indices(
             context: "encoding an index file".to_string(),
             reason: e.to_string(),
         })??;
-        let relative = format!(
-            "_terrace/indices/{}/{}.parquet",
-            encode_path_segment(column),
-            uuid::Uuid::new_v4()
-        );
+        let relative = new_index_path(column);
         let path = location.child(&relative);
         location
             .store

@@ -17,6 +17,15 @@
 //! ([`read_split`]); terrace-planner lists the [`InputFile`]s and cuts the
 //! [`InputSplit`]s. It never prints or exits: every failure is an [`Error`].
 //!
+//! Inside, opening a dataset ([`Dataset`]), the commit protocol ([`CommitBuilder`]), gc and
+//! the secondary indices each read and write version files through one version log (the
+//! listing, the latest version, the put-if-absent of a version, the `_latest` hint), and
+//! every name below a dataset root is built and recognised by one module: the `_terrace/`
+//! files, and the staging files of jobs, whose paths the planner and the job system build
+//! with [`staging_dir`], [`new_map_attempt_dir`], [`new_report_path`],
+//! [`new_query_part_path`] and [`query_result_path`]. gc removes only names that module
+//! recognises.
+//!
 //! ```no_run
 //! # async fn demo(batches: Vec<arrow::record_batch::RecordBatch>) -> terrace_format::Result<()> {
 //! use terrace_format::{Dataset, Layout, WriterOptions};
@@ -55,6 +64,7 @@ mod reader;
 mod schema;
 mod stats;
 mod upload;
+mod version_log;
 mod writer;
 
 pub use commit::{CommitBuilder, Committed};
@@ -80,6 +90,9 @@ pub use location::Location;
 pub use manifest::{
     CommitInfo, FORMAT_VERSION, FileList, IndexFile, Operation, SegmentSummary, Snapshot,
     decode_file_report, encode_file_report, is_stats_type,
+};
+pub use names::{
+    new_map_attempt_dir, new_query_part_path, new_report_path, query_result_path, staging_dir,
 };
 pub use nan::{may_hold_nan, nan_free};
 pub use pause::PAUSE_BEFORE_PUT_VAR;

@@ -1,4 +1,11 @@
-//! The names terrace writes below a dataset root, and a test for whether an object is one.
+//! The names terrace writes below a dataset root: how each is built, and a test for
+//! whether an object is one.
+//!
+//! Every path below `_terrace/` (and every staging path of a job) is built here, by the
+//! constructors below, and recognised here, by [`classify`], so what gc removes and what
+//! [`Dataset::create`](crate::Dataset::create) tolerates is decided by the same module
+//! that writes the names. Data-file names are built by [`data_file_name`](crate::data_file_name)
+//! under the layout's partition paths.
 //!
 //! A dataset root may sit in a directory (or bucket prefix) that also holds things terrace
 //! never wrote: a user's `docs/thesis.txt`, the `input.csv` an ingest read, another
@@ -8,22 +15,136 @@
 //!
 //! The names, relative to the root:
 //!
-//! | name | written by |
-//! |---|---|
-//! | `_terrace/versions/<20 digits>.json` | a commit (the commit point) |
-//! | `_terrace/_latest` | a commit (the latest-version hint) |
-//! | `_terrace/segments/<uuid>.parquet` | a commit (file lists) |
-//! | `_terrace/indices/<column>/<uuid>.parquet` | a commit (secondary indices) |
-//! | `_terrace/staging/<run>/…` | the tasks of a run (pieces, file reports, results) |
-//! | `_terrace/_probe/<uuid>` | `create` (the conditional-put probe) |
-//! | `<k1>=<v1>/…/<kn>=<vn>/part-[<bucket>-]<uuid>.parquet` | a data-file writer, under exactly the layout's partition columns, with a bucket exactly when the layout has buckets ([`data_file_name`](crate::data_file_name)) |
+//! | name | written by | built by |
+//! |---|---|---|
+//! | `_terrace/versions/<20 digits>.json` | a commit (the commit point) | [`version_path`] |
+//! | `_terrace/_latest` | a commit (the latest-version hint) | [`LATEST_HINT`] |
+//! | `_terrace/segments/<uuid>.parquet` | a commit (file lists) | [`new_segment_path`] |
+//! | `_terrace/indices/<column>/<uuid>.parquet` | a commit (secondary indices) | [`new_index_path`] |
+//! | `_terrace/staging/<run>/…` | the tasks of a run (below) | [`staging_dir`] |
+//! | `_terrace/_probe/<uuid>` | `create` (the conditional-put probe) | [`new_probe_path`] |
+//! | `<k1>=<v1>/…/<kn>=<vn>/part-[<bucket>-]<uuid>.parquet` | a data-file writer, under exactly the layout's partition columns, with a bucket exactly when the layout has buckets | [`data_file_name`](crate::data_file_name) |
+//!
+//! Below a run's staging directory `<staging>`:
+//!
+//! | name | written by | built by |
+//! |---|---|---|
+//! | `<staging>/map-<5 digits>-<8 hex>/<data-file path>` | one attempt of a map task (shuffle pieces) | [`new_map_attempt_dir`] |
+//! | `<staging>/reports/<task>-<uuid>.parquet` | a write, map or reduce task (the files it wrote) | [`new_report_path`] |
+//! | `<staging>/parts/part-<5 digits>-<uuid>.parquet` | a query's read task | [`new_query_part_path`] |
+//! | `<staging>/result.parquet` | a query's gather task | [`query_result_path`] |
 //!
 //! Any of them followed by `#<digits>` is the temporary file object_store's
 //! `LocalFileSystem` writes a put into before renaming it into place; a process killed
 //! in between leaves it behind.
 
-use crate::layout::{Layout, NULL_PARTITION_MARKER, decode_path_segment};
-use crate::manifest::parse_version_file_name;
+use crate::layout::{Layout, NULL_PARTITION_MARKER, decode_path_segment, encode_path_segment};
+
+/// The directory below a dataset root that holds every name terrace writes other than
+/// data files.
+pub(crate) const OWN_DIR: &str = "_terrace";
+/// The non-authoritative "latest version" hint.
+pub(crate) const LATEST_HINT: &str = "_terrace/_latest";
+/// The directory of the version files.
+pub(crate) const VERSIONS_DIR: &str = "_terrace/versions";
+const SEGMENTS_DIR: &str = "_terrace/segments";
+const INDICES_DIR: &str = "_terrace/indices";
+const STAGING_DIR: &str = "_terrace/staging";
+const PROBE_DIR: &str = "_terrace/_probe";
+
+/// Path of the version file of `version`, relative to the dataset root.
+pub(crate) fn version_path(version: u64) -> String {
+    format!("{VERSIONS_DIR}/{version:020}.json")
+}
+
+/// Parse a version number back from a version file name.
+pub(crate) fn parse_version_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A new segment's path, relative to the dataset root: unique, so the segment stays
+/// invisible until a version references it.
+pub(crate) fn new_segment_path() -> String {
+    format!("{SEGMENTS_DIR}/{}.parquet", uuid::Uuid::new_v4())
+}
+
+/// A new index file's path for `column`, relative to the dataset root (the column name
+/// path-encoded, so any name stays one directory).
+pub(crate) fn new_index_path(column: &str) -> String {
+    format!(
+        "{INDICES_DIR}/{}/{}.parquet",
+        encode_path_segment(column),
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// A new conditional-put probe's path, relative to the dataset root.
+pub(crate) fn new_probe_path() -> String {
+    format!("{PROBE_DIR}/{}", uuid::Uuid::new_v4())
+}
+
+/// The staging directory of the run `run_id`, relative to the dataset root:
+/// `_terrace/staging/<run id, path-encoded>`. Everything a run's tasks write before (or
+/// instead of) a commit lies below it, and gc keeps it while the run is live
+/// ([`crate::GcOptions::live_runs`]).
+pub fn staging_dir(run_id: &str) -> String {
+    format!("{STAGING_DIR}/{}", staging_dir_name(run_id))
+}
+
+/// The name of `run_id`'s directory below `_terrace/staging/`, as [`Name::Staging`]
+/// reports it.
+pub(crate) fn staging_dir_name(run_id: &str) -> String {
+    encode_path_segment(run_id)
+}
+
+/// A new directory, below the run's `staging` directory, for the pieces one attempt of map
+/// task `map_index` writes: `<staging>/map-<index, 5 digits>-<8 hex>`. The pieces below
+/// it are data files of the dataset's layout (partition paths and file names as in the
+/// dataset), and each attempt gets its own directory, so a zombie attempt's pieces never
+/// mix with the pieces of the attempt whose report the reduce stage reads.
+pub fn new_map_attempt_dir(staging: &str, map_index: usize) -> String {
+    format!(
+        "{staging}/map-{map_index:05}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// A new path, below the run's `staging` directory, for the file report of the task
+/// `name` (`write-00003`, `map-00003`, `reduce-00003`):
+/// `<staging>/reports/<name>-<uuid>.parquet`.
+pub fn new_report_path(staging: &str, name: &str) -> String {
+    format!("{staging}/reports/{name}-{}.parquet", uuid::Uuid::new_v4())
+}
+
+/// A new path, below the query run's `staging` directory, for the part read task
+/// `read_index` writes: `<staging>/parts/part-<index, 5 digits>-<uuid>.parquet`.
+pub fn new_query_part_path(staging: &str, read_index: usize) -> String {
+    format!(
+        "{staging}/parts/part-{read_index:05}-{}.parquet",
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// Where a query run's gather task writes the result, below the run's `staging`
+/// directory: `<staging>/result.parquet`.
+pub fn query_result_path(staging: &str) -> String {
+    format!("{staging}/result.parquet")
+}
+
+/// `relative` below the directory `dir` (both relative to the dataset root): what
+/// follows `dir/`.
+fn below<'a>(relative: &'a str, dir: &str) -> Option<&'a str> {
+    relative.strip_prefix(dir)?.strip_prefix('/')
+}
+
+/// Whether `relative` lies below `_terrace/`, where data files never are.
+pub(crate) fn is_own(relative: &str) -> bool {
+    below(relative, OWN_DIR).is_some()
+}
 
 /// What a name below a dataset root is, when terrace wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,31 +172,30 @@ pub(crate) enum Name<'a> {
 /// What terrace's own name `relative` (a path relative to the dataset root, segments as
 /// the store lists them) is, or `None` for a name terrace never writes with `layout`.
 pub(crate) fn classify<'a>(relative: &'a str, layout: &Layout) -> Option<Name<'a>> {
-    if let Some(rest) = relative.strip_prefix("_terrace/") {
-        return classify_own(rest);
+    if !is_own(relative) {
+        return is_data_file_path(relative, layout).then_some(Name::DataFile);
     }
-    is_data_file_path(relative, layout).then_some(Name::DataFile)
-}
-
-fn classify_own(rest: &str) -> Option<Name<'_>> {
-    if rest == "_latest" {
+    if relative == LATEST_HINT {
         return Some(Name::LatestHint);
     }
-    let (dir, name) = rest.split_once('/')?;
-    match dir {
-        "versions" => parse_version_file_name(name).map(Name::Version),
-        "segments" => is_uuid_file(name, ".parquet").then_some(Name::Segment),
-        "indices" => {
-            let (column, file) = name.split_once('/')?;
-            (!column.is_empty() && is_uuid_file(file, ".parquet")).then_some(Name::Index)
-        }
-        "staging" => {
-            let (run, piece) = name.split_once('/')?;
-            (!run.is_empty() && !piece.is_empty()).then_some(Name::Staging { run })
-        }
-        "_probe" => is_uuid_file(name, "").then_some(Name::Probe),
-        _ => None,
+    if let Some(name) = below(relative, VERSIONS_DIR) {
+        return parse_version_file_name(name).map(Name::Version);
     }
+    if let Some(name) = below(relative, SEGMENTS_DIR) {
+        return is_uuid_file(name, ".parquet").then_some(Name::Segment);
+    }
+    if let Some(name) = below(relative, INDICES_DIR) {
+        let (column, file) = name.split_once('/')?;
+        return (!column.is_empty() && is_uuid_file(file, ".parquet")).then_some(Name::Index);
+    }
+    if let Some(name) = below(relative, STAGING_DIR) {
+        let (run, piece) = name.split_once('/')?;
+        return (!run.is_empty() && !piece.is_empty()).then_some(Name::Staging { run });
+    }
+    if let Some(name) = below(relative, PROBE_DIR) {
+        return is_uuid_file(name, "").then_some(Name::Probe);
+    }
+    None
 }
 
 fn is_uuid_file(name: &str, suffix: &str) -> bool {
@@ -142,12 +262,12 @@ pub(crate) fn temporary_of(relative: &str) -> Option<&str> {
 /// before a `_terrace` directory that is not this dataset's own. `_terrace/indices/_terrace/…`
 /// (the index of a column named `_terrace`) is this dataset's, not a nested one.
 pub(crate) fn nested_root(relative: &str) -> Option<&str> {
-    if relative.starts_with("_terrace/") {
+    if is_own(relative) {
         return None;
     }
     let mut offset = 0;
     for segment in relative.split('/') {
-        if segment == "_terrace" && offset > 0 {
+        if segment == OWN_DIR && offset > 0 {
             return Some(&relative[..offset - 1]);
         }
         offset += segment.len() + 1;
@@ -196,6 +316,78 @@ mod tests {
         ];
         for (path, expected) in &cases {
             assert_eq!(classify(path, &flat), Some(*expected), "{path}");
+        }
+    }
+
+    /// The constructors build the names of the table in the module docs, byte for byte,
+    /// and `classify` recognises each as what it is.
+    #[test]
+    fn constructed_names_are_recognised_as_what_they_are() {
+        let flat = layout(&[], None);
+        let shaped = |path: &str, prefix: &str, suffix: &str| {
+            path.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .is_some_and(is_uuid)
+        };
+        assert_eq!(
+            version_path(7),
+            "_terrace/versions/00000000000000000007.json"
+        );
+        assert_eq!(classify(&version_path(7), &flat), Some(Name::Version(7)));
+        assert_eq!(classify(LATEST_HINT, &flat), Some(Name::LatestHint));
+        let segment = new_segment_path();
+        assert!(
+            shaped(&segment, "_terrace/segments/", ".parquet"),
+            "{segment}"
+        );
+        assert_eq!(classify(&segment, &flat), Some(Name::Segment));
+        let index = new_index_path("a/b");
+        assert!(
+            shaped(&index, "_terrace/indices/a%2Fb/", ".parquet"),
+            "{index}"
+        );
+        assert_eq!(classify(&index, &flat), Some(Name::Index));
+        let probe = new_probe_path();
+        assert!(shaped(&probe, "_terrace/_probe/", ""), "{probe}");
+        assert_eq!(classify(&probe, &flat), Some(Name::Probe));
+
+        let staging = staging_dir("run/1");
+        assert_eq!(staging, "_terrace/staging/run%2F1");
+        let map_dir = new_map_attempt_dir(&staging, 3);
+        let attempt = map_dir
+            .strip_prefix("_terrace/staging/run%2F1/map-00003-")
+            .unwrap_or_default();
+        assert!(
+            attempt.len() == 8 && attempt.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{map_dir}"
+        );
+        let report = new_report_path(&staging, "map-00003");
+        assert!(
+            shaped(
+                &report,
+                "_terrace/staging/run%2F1/reports/map-00003-",
+                ".parquet"
+            ),
+            "{report}"
+        );
+        let part = new_query_part_path(&staging, 3);
+        assert!(
+            shaped(
+                &part,
+                "_terrace/staging/run%2F1/parts/part-00003-",
+                ".parquet"
+            ),
+            "{part}"
+        );
+        let result = query_result_path(&staging);
+        assert_eq!(result, "_terrace/staging/run%2F1/result.parquet");
+        let run = staging_dir_name("run/1");
+        for path in [format!("{map_dir}/part-{ID}.parquet"), report, part, result] {
+            assert_eq!(
+                classify(&path, &flat),
+                Some(Name::Staging { run: &run }),
+                "{path}"
+            );
         }
     }
 

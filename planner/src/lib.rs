@@ -59,5 +59,5 @@ pub use row_groups::RowGroupHint;
 pub use skeleton::{MAX_NESTING, MAX_OPERATORS, MAX_TERMS};
 pub use write_plan::{
     SchemaField, Stage, StageKind, WriteOptions, WritePlan, WriteTask, plan_write, reduce_task_for,
-    schema_from_fields, schema_to_fields, staging_dir, staging_piece_path,
+    schema_from_fields, schema_to_fields,
 };

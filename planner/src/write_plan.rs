@@ -4,11 +4,13 @@
 //!   into every partition / bucket it touches (so a partition may get one file per
 //!   split). Then stage `commit`.
 //! - `shuffle = true`: stage `map` has one task per split, writing intermediate Parquet
-//!   pieces per (partition, bucket) under `_terrace/staging/<job>/` (see
-//!   [`staging_piece_path`]); stage `reduce` has one task per bucket when bucketed, else
-//!   `reduce_tasks` tasks that take the partitions whose path hashes to them
-//!   ([`reduce_task_for`]); each reduce task writes one file per (partition, bucket),
-//!   sorted by `sort_by`. Then stage `commit`.
+//!   pieces per (partition, bucket) below the job's staging directory
+//!   ([`WritePlan::staging`]): `_terrace/staging/<job>/map-<i>-<attempt>/<partition
+//!   path>/part-[<bucket>-]<uuid>.parquet`, a directory per attempt of a map task (see
+//!   [`terrace_format::new_map_attempt_dir`]); stage `reduce` has one task per bucket
+//!   when bucketed, else `reduce_tasks` tasks that take the partitions whose path hashes
+//!   to them ([`reduce_task_for`]); each reduce task writes one file per (partition,
+//!   bucket), sorted by `sort_by`. Then stage `commit`.
 //!
 //! Stages run in order: [`Stage::depends_on`] names the stage whose tasks must all
 //! finish first, which is what the job system's fan-in needs. The plan is serde
@@ -19,7 +21,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
-use terrace_format::{InputSplit, Layout, murmur3_x86_32};
+use terrace_format::{InputSplit, Layout, murmur3_x86_32, staging_dir};
 
 use crate::error::{Error, Result};
 
@@ -151,7 +153,8 @@ pub struct WritePlan {
     pub options: WriteOptions,
     /// The schema rows are written with.
     pub schema: Vec<SchemaField>,
-    /// Where intermediate pieces go (relative to the dataset root).
+    /// Where intermediate pieces go (relative to the dataset root;
+    /// [`terrace_format::staging_dir`] of the job).
     pub staging: String,
     /// Stages in order; the last is the single commit.
     pub stages: Vec<Stage>,
@@ -167,34 +170,6 @@ impl WritePlan {
     pub fn num_tasks(&self) -> usize {
         self.stages.iter().map(|s| s.tasks.len()).sum()
     }
-}
-
-/// The staging directory of a job, relative to the dataset root.
-pub fn staging_dir(job_id: &str) -> String {
-    format!(
-        "_terrace/staging/{}",
-        terrace_format::encode_path_segment(job_id)
-    )
-}
-
-/// Where map task `map_index` writes its piece for one (partition, bucket), relative to
-/// the dataset root: `_terrace/staging/<job>/<partition path>/bucket=<b>/map-<i>.parquet`.
-pub fn staging_piece_path(
-    job_id: &str,
-    partition_path: &str,
-    bucket: Option<u32>,
-    map_index: usize,
-) -> String {
-    let mut path = staging_dir(job_id);
-    if !partition_path.is_empty() {
-        path.push('/');
-        path.push_str(partition_path);
-    }
-    if let Some(b) = bucket {
-        path.push_str(&format!("/bucket={b}"));
-    }
-    path.push_str(&format!("/map-{map_index:05}.parquet"));
-    path
 }
 
 /// The reduce task that owns a (partition, bucket): the bucket when bucketed (one task
@@ -366,10 +341,6 @@ mod tests {
         assert_eq!(plan.stages[1].tasks.len(), 4);
         assert_eq!(plan.stages[2].depends_on, Some(1));
         assert_eq!(plan.staging, "_terrace/staging/j2");
-        assert_eq!(
-            staging_piece_path("j2", "p=a", Some(3), 1),
-            "_terrace/staging/j2/p=a/bucket=3/map-00001.parquet"
-        );
         assert_eq!(reduce_task_for("p=a", Some(3), 4), 3);
         assert!(reduce_task_for("p=a", None, 4) < 4);
     }

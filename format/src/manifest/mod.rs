@@ -190,19 +190,5 @@ impl Snapshot {
     }
 }
 
-/// Path of the version file of `version`, relative to the dataset root.
-pub(crate) fn version_path(version: u64) -> String {
-    format!("_terrace/versions/{version:020}.json")
-}
-
-/// Parse a version number back from a version file name.
-pub(crate) fn parse_version_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".json")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
 #[cfg(test)]
 mod golden_tests;

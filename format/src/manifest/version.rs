@@ -134,7 +134,7 @@ pub(crate) fn encode_version_file(manifest: &Manifest) -> Result<Vec<u8>> {
         segments,
     };
     let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::CorruptManifest {
-        path: super::version_path(manifest.version),
+        path: crate::names::version_path(manifest.version),
         reason: format!("cannot serialise: {e}"),
     })?;
     bytes.push(b'\n');

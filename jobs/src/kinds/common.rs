@@ -6,7 +6,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::Value;
-use terrace_format::{DataFile, Layout, Location, decode_file_report, encode_file_report};
+use terrace_format::{
+    DataFile, Layout, Location, decode_file_report, encode_file_report, new_report_path,
+};
 
 use crate::error::{Error, Result};
 use crate::model::TaskId;
@@ -124,7 +126,7 @@ pub(crate) async fn write_report(
     }
     let bytes = encode_file_report(files, schema, layout)
         .map_err(Error::format(format!("encoding the file report of {name}")))?;
-    let path = format!("{staging}/reports/{name}-{}.parquet", uuid::Uuid::new_v4());
+    let path = new_report_path(staging, name);
     put(loc, &path, bytes).await?;
     Ok(Some(path))
 }

@@ -417,11 +417,7 @@ pub(crate) async fn run(
         }
         WriteTask::Map { index, split } => {
             // A directory per attempt: a zombie attempt's pieces never mix with this one's.
-            let dir = format!(
-                "{}/map-{index:05}-{}",
-                spec.staging,
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            );
+            let dir = terrace_format::new_map_attempt_dir(&spec.staging, index);
             let mut writer = writer(spec, &loc, loc.child(&dir), piece_options(spec, &loc))?;
             let read = read_split(split, spec.input_schema()?);
             let files = write_all(spec, &mut writer, read.map(|b| b.map_err(read_err))).await;

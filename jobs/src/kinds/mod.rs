@@ -9,7 +9,8 @@
 //!
 //! How a write stays exactly-once although tasks may run more than once:
 //! - a write task writes new, uniquely named files and reports them in a *file report*
-//!   (`_terrace/staging/<run>/reports/…`, see [`terrace_format::encode_file_report`]);
+//!   (`_terrace/staging/<run>/reports/…`, see [`terrace_format::new_report_path`] and
+//!   [`terrace_format::encode_file_report`]);
 //!   the report's path is the task's result, so only the attempt whose completion the
 //!   queue accepted is ever read;
 //! - the single commit task reads the reports of the previous stage from the queue and

@@ -50,7 +50,7 @@ use serde_json::json;
 use terrace_format::{Dataset, Location, read_data_files, scratch_properties};
 use terrace_planner::{
     Predicate, ReadOptions, ReadPlan, ReadTask, RegionSample, SchemaField, plan_read,
-    schema_from_fields, schema_to_fields, staging_dir,
+    schema_from_fields, schema_to_fields,
 };
 
 use super::KIND_QUERY;
@@ -447,7 +447,7 @@ pub async fn plan_query(request: QueryRequest) -> Result<(NewJob, ReadPlan)> {
     let spec = QuerySpec {
         dataset: dataset_location,
         version: dataset.version(),
-        staging: staging_dir(&run_id),
+        staging: terrace_format::staging_dir(&run_id),
         run_id,
         map_sql: request.map_sql,
         reduce_sql: request.reduce_sql,
@@ -563,12 +563,7 @@ async fn read_part(spec: &QuerySpec, loc: &Location, read: &ReadTask) -> Result<
             None => stream,
         },
     };
-    let path = format!(
-        "{}/parts/part-{:05}-{}.parquet",
-        spec.staging,
-        read.index,
-        uuid::Uuid::new_v4()
-    );
+    let path = terrace_format::new_query_part_path(&spec.staging, read.index);
     let rows = write_parquet(loc, &path, stream, spec.memory_budget, None).await?;
     let part = (rows > 0).then_some(path.clone());
     if rows == 0 {
@@ -607,7 +602,7 @@ async fn gather(spec: &QuerySpec, loc: &Location, parts: Vec<String>) -> Result<
         Some(limit) => limit_stream(stream, limit),
         None => stream,
     };
-    let path = format!("{}/result.parquet", spec.staging);
+    let path = terrace_format::query_result_path(&spec.staging);
     let empty_schema = if spec.reduce_sql.is_some() {
         None
     } else {
