@@ -147,9 +147,9 @@ pub enum Error {
     Format {
         /// What the planner was doing.
         context: String,
-        /// The format's error.
+        /// The format's error (boxed: it is large, and rare on hot paths).
         #[source]
-        source: terrace_format::Error,
+        source: Box<terrace_format::Error>,
     },
     /// DataFusion failed outside predicate parsing.
     #[error("datafusion error while {context}: {source}")]
@@ -187,7 +187,7 @@ impl Error {
     pub(crate) fn format(context: impl Into<String>, source: terrace_format::Error) -> Self {
         Error::Format {
             context: context.into(),
-            source,
+            source: Box::new(source),
         }
     }
 
