@@ -8,8 +8,8 @@ use arrow::record_batch::RecordBatch;
 use futures::stream::TryStreamExt;
 
 use super::InputFile;
+use super::batches::{BATCH_ROWS, Sender, send};
 use super::content::file_lines;
-use super::read::{BATCH_ROWS, Sender, send};
 use super::schema::retype;
 use crate::error::{Error, Result};
 

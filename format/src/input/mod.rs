@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::location::Location;
 
+mod batches;
 mod checks;
 mod content;
 mod json;

@@ -7,16 +7,12 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
+use super::batches::{BATCH_ROWS, Sender, send};
 use super::content::{file_chunks, parquet_builder};
 use super::json::stream_json;
 use super::quotes::{CsvQuotes, QuoteError, line_of};
 use super::{InputFile, InputFormat, InputSplit, SplitPart};
 use crate::error::{Error, Result};
-
-/// Rows per batch read from inputs: big enough that a batch split into a few dozen
-/// (partition, bucket) groups still gives each a slice of a thousand rows or more, which
-/// the writer encodes without copying (see `writer.rs`).
-pub(super) const BATCH_ROWS: usize = 64 * 1024;
 
 /// Stream the rows of a split as `schema` (columns by name, in the schema's order).
 ///
@@ -37,14 +33,6 @@ pub fn read_split(split: InputSplit, schema: SchemaRef) -> BoxStream<'static, Re
         rx.recv().await.map(|item| (item, rx))
     })
     .boxed()
-}
-
-pub(super) type Sender = tokio::sync::mpsc::Sender<Result<RecordBatch>>;
-
-pub(super) async fn send(tx: &Sender, batch: RecordBatch) -> Result<()> {
-    // A closed channel means the reader went away: stop quietly.
-    let _ = tx.send(Ok(batch)).await;
-    Ok(())
 }
 
 async fn read_part(part: &SplitPart, schema: &SchemaRef, tx: &Sender) -> Result<()> {

@@ -77,7 +77,7 @@ pub struct IngestRequest {
     /// Allow new nullable columns to be added to the dataset schema.
     pub add_columns: bool,
     /// Target bytes of input per write task (default 128 MiB, or 64 MiB per map task of
-    /// a shuffle; see [`default_split_bytes`]).
+    /// a shuffle; see `default_split_bytes`).
     pub split_bytes: Option<u64>,
     /// Recorded in the commit; a second ingest with the same key commits nothing. By
     /// default an append's key is derived from what the job is ([`inputs_key`]), so the

@@ -17,7 +17,7 @@
 //!   commits with an idempotency key — by default for an append the digest of what the
 //!   job is ([`ingest::inputs_key`]: dataset, mode, each input file's size and
 //!   modification time), else the caller's key or `run:<run id>` — and records
-//!   `<job id>:<run id>` ([`commits`]), so a commit task that runs again after its worker
+//!   `<job id>:<run id>` (`kinds/commits.rs`), so a commit task that runs again after its worker
 //!   died mid-acknowledgement finds its own commit and does nothing, and a re-run of the
 //!   same ingest of unchanged inputs commits nothing;
 //! - the commit task calls [`TaskContext::begin_commit`] before it makes anything
