@@ -77,8 +77,8 @@ pub use error::{
 pub use gc::{GC_RETENTION_FLOOR, GcOptions, GcReport};
 pub use input::{
     InputFile, InputFormat, InputSplit, SplitPart, check_not_empty, check_partition_sample,
-    check_schema_names, infer_schema, infer_schema_and_unseen, input_file_schema, merge_schemas,
-    parquet_row_group_bytes, read_split, with_types_of,
+    check_schema_names, infer_schema, infer_schema_and_unseen, input_file_schema, input_location,
+    merge_schemas, parquet_row_group_bytes, read_split, with_types_of,
 };
 pub use layout::{
     Layout, MAX_PARTITION_SEGMENT_BYTES, NULL_PARTITION_MARKER, bucket_for_scalar, bucket_ids,

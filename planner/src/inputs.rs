@@ -34,10 +34,7 @@ fn store_error(path: &str) -> impl Fn(object_store::Error) -> Error + '_ {
 }
 
 fn location(text: &str) -> Result<Location> {
-    Location::parse(text).map_err(|e| Error::Input {
-        path: text.to_string(),
-        reason: e.to_string(),
-    })
+    terrace_format::input_location(text).map_err(Error::input)
 }
 
 /// List the files matching `patterns` (paths, URLs, globs), in pattern order then path

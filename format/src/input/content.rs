@@ -13,7 +13,7 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 #[allow(deprecated)]
 use parquet::arrow::async_reader::ParquetObjectReader;
 
-use super::{InputFile, location, store_error};
+use super::{InputFile, input_location, store_error};
 use crate::error::{Error, Result};
 
 /// Up to `limit` bytes from the start of a file's content (decompressed when it is
@@ -30,7 +30,7 @@ pub(super) async fn head_bytes(file: &InputFile, limit: u64) -> Result<(Bytes, b
         }
         return Ok((Bytes::from(head), false));
     }
-    let loc = location(&file.location)?;
+    let loc = input_location(&file.location)?;
     let end = file.size_bytes.min(limit);
     let bytes = loc
         .store
@@ -53,7 +53,7 @@ pub(super) async fn parquet_builder(
                 .to_string(),
         });
     }
-    let loc = location(&file.location)?;
+    let loc = input_location(&file.location)?;
     let reader = ParquetObjectReader::new(loc.store, loc.root).with_file_size(file.size_bytes);
     ParquetRecordBatchStreamBuilder::new(reader)
         .await
@@ -124,7 +124,7 @@ pub(super) fn file_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<
 /// the ingest's profile. The size is the
 /// one listed when the ingest was planned; a file cut shorter since fails its read.
 fn stored_chunks(file: &InputFile) -> Result<BoxStream<'static, Result<Bytes>>> {
-    let loc = location(&file.location)?;
+    let loc = input_location(&file.location)?;
     let path = file.location.clone();
     let size = file.size_bytes;
     let ranges = (0..size.div_ceil(READ_CHUNK_BYTES))

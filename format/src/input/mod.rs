@@ -127,7 +127,9 @@ fn store_error(path: &str) -> impl Fn(object_store::Error) -> Error + '_ {
     }
 }
 
-fn location(text: &str) -> Result<Location> {
+/// The location of an input (a path, a URL, or a glob's fixed part); text that names no
+/// location is an [`Error::Input`] naming it.
+pub fn input_location(text: &str) -> Result<Location> {
     Location::parse(text).map_err(|e| Error::Input {
         path: text.to_string(),
         reason: e.to_string(),
