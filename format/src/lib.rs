@@ -37,6 +37,7 @@ mod datafile;
 mod dataset;
 mod error;
 mod gc;
+mod group;
 mod index;
 mod layout;
 mod location;
