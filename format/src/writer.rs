@@ -53,8 +53,8 @@ use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashSet, ScalarValue};
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
@@ -69,7 +69,7 @@ use crate::layout::{Layout, check_partition_values, data_file_name, partition_pa
 use crate::nan::NanTracker;
 use crate::schema::column_list;
 use crate::stats::file_column_stats;
-use crate::upload::{PartSink, Upload};
+use crate::upload::{PartSink, Upload, delete_uploaded, join_uploads};
 
 /// Tuning of a [`DataFileWriter`].
 #[derive(Debug, Clone, PartialEq)]
@@ -301,14 +301,18 @@ impl DataFileWriter {
         }
         self.step(move |plan, state| ingest(plan, state, &batch))
             .await?;
-        // Parts already handed to uploads still occupy memory; wait for the store to take
-        // them rather than accept more rows while over budget.
+        self.wait_for_uploads().await;
+        Ok(())
+    }
+
+    /// Parts already handed to uploads still occupy memory; wait for the store to take
+    /// them rather than accept more rows while over budget.
+    async fn wait_for_uploads(&mut self) {
         while self.buffered_bytes() > self.plan.options.memory_budget
             && self.plan.in_flight.load(Ordering::Relaxed) > 0
         {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        Ok(())
     }
 
     /// Bytes the writer holds right now: encoder buffers, pending rows and unsent bytes
@@ -336,22 +340,7 @@ impl DataFileWriter {
             "finishing data files"
         );
         let closed = self.step(close_all).await;
-        let mut first_error = closed.err();
-        for (location, upload) in mem::take(&mut self.uploads) {
-            let result = match upload.await {
-                Ok(r) => r,
-                Err(e) => Err(Error::Task {
-                    context: format!("uploading {location}"),
-                    reason: e.to_string(),
-                }),
-            };
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        join_uploads(mem::take(&mut self.uploads), closed).await?;
         let mut files = self.state.take().map(|s| s.closed).unwrap_or_default();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
@@ -363,18 +352,7 @@ impl DataFileWriter {
         // Dropping the encoders drops the channels without the final marker, which makes
         // each upload task abandon its upload.
         self.state = None;
-        let mut first_error = None;
-        for (location, upload) in mem::take(&mut self.uploads) {
-            if let Ok(Ok(())) = upload.await {
-                match self.plan.store.delete(&location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(Error::store(&location, e));
-                    }
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        delete_uploaded(self.plan.store.as_ref(), mem::take(&mut self.uploads)).await
     }
 
     /// Run `f` on the state off the async executor and put the state back.
@@ -404,7 +382,7 @@ impl DataFileWriter {
 }
 
 /// The batch must carry the dataset's columns, in order, with the dataset's types.
-fn check_batch(schema: &Schema, batch: &RecordBatch) -> Result<()> {
+pub(crate) fn check_batch(schema: &Schema, batch: &RecordBatch) -> Result<()> {
     let found = batch.schema();
     for field in schema.fields() {
         let Some((i, got)) = found.column_with_name(field.name()) else {
@@ -844,6 +822,7 @@ pub(crate) mod tests {
     use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field};
     use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
     use object_store::local::LocalFileSystem;
     use object_store::memory::InMemory;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
