@@ -318,6 +318,17 @@ pub enum Error {
         newer: u64,
     },
 
+    /// A shuffle run file does not match the report describing it or the dataset's
+    /// stored columns (truncated, replaced, of another schema, or corrupt). Reading it
+    /// again fails the same way; the map task that wrote it must run again.
+    #[error("invalid shuffle run file {path}: {reason}")]
+    InvalidRunFile {
+        /// The run's path relative to its root.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A background task panicked or was cancelled.
     #[error("background task failed while {context}: {reason}")]
     Task {

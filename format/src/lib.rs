@@ -8,8 +8,9 @@
 //!
 //! This crate owns the dataset location and object store, the manifest and its
 //! (de)serialisation, the data-file layout (partition paths, bucket hash, file names),
-//! schema rules, per-file statistics, secondary indices, the commit protocol, and reading
-//! and writing data files. It never prints or exits: every failure is an [`Error`].
+//! schema rules, per-file statistics, secondary indices, the commit protocol, reading
+//! and writing data files, and the sort-based shuffle's sorted runs ([`RunWriter`],
+//! [`RunMerge`]). It never prints or exits: every failure is an [`Error`].
 //!
 //! ```no_run
 //! # async fn demo(batches: Vec<arrow::record_batch::RecordBatch>) -> terrace_format::Result<()> {
@@ -47,6 +48,7 @@ mod nan;
 mod pause;
 mod reader;
 mod schema;
+mod shuffle;
 mod stats;
 mod upload;
 mod writer;
@@ -74,4 +76,8 @@ pub use nan::{may_hold_nan, nan_free};
 pub use pause::PAUSE_BEFORE_PUT_VAR;
 pub use reader::{RowGroupSelection, ScanRequest, read_data_files};
 pub use schema::{SchemaEvolution, conform_batch, file_schema, reconcile};
+pub use shuffle::{
+    GroupRange, MergeOptions, MergedGroup, RunFile, RunGroup, RunMerge, RunOptions, RunWriter,
+    ShuffleKey, split_group_ranges,
+};
 pub use writer::{DataFileWriter, WriterOptions, scratch_properties};

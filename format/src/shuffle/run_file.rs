@@ -1,0 +1,252 @@
+//! What a run file holds, as a map task reports it: the groups in the shuffle's order,
+//! each with its rows and the byte range of its record batches.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+/// The shuffle's order of (partition, bucket) groups, shared by every run: by
+/// partition path (as [`partition_path`](crate::partition_path) writes it, `""` when
+/// unpartitioned), then by bucket.
+///
+/// The path is a group's name on the store too, so the key names a group the same way
+/// in every task, and [`parse_partition_path`](crate::parse_partition_path) turns it back
+/// into typed values.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ShuffleKey {
+    /// The group's partition directory below the dataset root, e.g. `a=1/b=x%2Fy`.
+    pub partition_path: String,
+    /// The group's bucket, when the dataset is bucketed.
+    pub bucket: Option<u32>,
+}
+
+impl fmt::Display for ShuffleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.partition_path.is_empty() {
+            "(unpartitioned)"
+        } else {
+            &self.partition_path
+        };
+        match self.bucket {
+            Some(bucket) => write!(f, "{path} bucket {bucket}"),
+            None => f.write_str(path),
+        }
+    }
+}
+
+/// One group's rows in a run file: consecutive record batches of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunGroup {
+    /// The group.
+    pub key: ShuffleKey,
+    /// Rows of the group in this run.
+    pub rows: u64,
+    /// Index of the group's first record batch among the file's batches.
+    pub first_block: u32,
+    /// Number of record batches of the group.
+    pub blocks: u32,
+    /// Byte offset of the first batch in the file.
+    pub offset: u64,
+    /// Bytes of the group's batches (they are contiguous).
+    pub length: u64,
+}
+
+/// One sorted run: an Arrow IPC file whose groups follow the shuffle's order
+/// ([`ShuffleKey`]), each group's rows consecutive record batches of the stored columns.
+///
+/// Serialisable, for a map task's report; a reduce task reads the groups it is given
+/// from every run ([`RunMerge`](crate::RunMerge)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFile {
+    /// Path relative to the root the run writer was given.
+    pub path: String,
+    /// Size of the file in bytes.
+    pub size_bytes: u64,
+    /// Where the end-of-stream marker and the IPC footer start (the end of the last
+    /// batch): a reader fetches `tail_offset..size_bytes` for the footer.
+    pub tail_offset: u64,
+    /// Rows in the file.
+    pub rows: u64,
+    /// The groups, in strictly increasing key order.
+    pub groups: Vec<RunGroup>,
+}
+
+impl RunFile {
+    /// The groups of this run that `range` selects: a contiguous slice, since groups are
+    /// in key order.
+    pub fn groups_in(&self, range: &GroupRange) -> &[RunGroup] {
+        let start = match &range.start {
+            Some(start) => self.groups.partition_point(|g| g.key < *start),
+            None => 0,
+        };
+        let end = match &range.end {
+            Some(end) => self.groups.partition_point(|g| g.key < *end),
+            None => self.groups.len(),
+        };
+        &self.groups[start..end.max(start)]
+    }
+}
+
+/// A contiguous range of groups in the shuffle's order: from `start` (inclusive) to
+/// `end` (exclusive); `None` is unbounded. A reduce task is given one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRange {
+    /// First group of the range; `None` from the first group.
+    pub start: Option<ShuffleKey>,
+    /// First group after the range; `None` up to the last group.
+    pub end: Option<ShuffleKey>,
+}
+
+impl GroupRange {
+    /// Every group.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Whether `key` is in the range.
+    pub fn contains(&self, key: &ShuffleKey) -> bool {
+        self.start.as_ref().is_none_or(|s| s <= key) && self.end.as_ref().is_none_or(|e| key < e)
+    }
+}
+
+/// Cut the groups of `runs` into consecutive ranges of about `target_bytes` of run
+/// bytes each (a group is never cut; a group bigger than the target is a range of its
+/// own), covering every group: one reduce task per range.
+pub fn split_group_ranges(runs: &[RunFile], target_bytes: u64) -> Vec<GroupRange> {
+    let mut sizes: BTreeMap<&ShuffleKey, u64> = BTreeMap::new();
+    for group in runs.iter().flat_map(|r| &r.groups) {
+        *sizes.entry(&group.key).or_default() += group.length;
+    }
+    let mut ranges = Vec::new();
+    let mut start: Option<ShuffleKey> = None;
+    let mut bytes = 0u64;
+    for (key, size) in sizes {
+        if bytes > 0 && bytes + size > target_bytes {
+            let end = Some(key.clone());
+            ranges.push(GroupRange {
+                start: start.take(),
+                end: end.clone(),
+            });
+            start = end;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    ranges.push(GroupRange { start, end: None });
+    ranges
+}
+
+/// The schema of a run file: the stored columns with dictionary columns written as
+/// their values. The IPC file format allows one dictionary per column for the whole
+/// file, and a run's batches gather rows from many input batches, each with a
+/// dictionary of its own; readers cast them back ([`arrow::compute::cast`]).
+pub(crate) fn run_schema(file_schema: &Schema) -> SchemaRef {
+    let fields: Fields = file_schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, value) => FieldRef::new(
+                Field::new(f.name(), value.as_ref().clone(), f.is_nullable())
+                    .with_metadata(f.metadata().clone()),
+            ),
+            _ => FieldRef::clone(f),
+        })
+        .collect();
+    SchemaRef::new(Schema::new_with_metadata(
+        fields,
+        file_schema.metadata().clone(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str, bucket: Option<u32>) -> ShuffleKey {
+        ShuffleKey {
+            partition_path: path.to_string(),
+            bucket,
+        }
+    }
+
+    fn run(keys: &[(&str, Option<u32>, u64)]) -> RunFile {
+        RunFile {
+            path: "r".into(),
+            size_bytes: 0,
+            tail_offset: 0,
+            rows: 0,
+            groups: keys
+                .iter()
+                .map(|&(p, b, length)| RunGroup {
+                    key: key(p, b),
+                    rows: 1,
+                    first_block: 0,
+                    blocks: 1,
+                    offset: 0,
+                    length,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn keys_order_by_path_then_bucket_and_read_well() {
+        let mut keys = vec![
+            key("d=2", Some(0)),
+            key("d=10", Some(1)),
+            key("d=10", Some(0)),
+            key("d=__HIVE_DEFAULT_PARTITION__", None),
+        ];
+        keys.sort();
+        let shown: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "d=10 bucket 0",
+                "d=10 bucket 1",
+                "d=2 bucket 0",
+                "d=__HIVE_DEFAULT_PARTITION__"
+            ]
+        );
+        assert_eq!(key("", Some(3)).to_string(), "(unpartitioned) bucket 3");
+    }
+
+    #[test]
+    fn ranges_cover_every_group_once_and_select_slices() {
+        let runs = [
+            run(&[("a", None, 10), ("c", None, 10), ("e", None, 50)]),
+            run(&[("b", None, 10), ("c", None, 5), ("d", None, 1)]),
+        ];
+        let ranges = split_group_ranges(&runs, 20);
+        assert_eq!(ranges.first().and_then(|r| r.start.clone()), None);
+        assert_eq!(ranges.last().and_then(|r| r.end.clone()), None);
+        for pair in ranges.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        for p in ["a", "b", "c", "d", "e"] {
+            let holding = ranges.iter().filter(|r| r.contains(&key(p, None))).count();
+            assert_eq!(holding, 1, "{p}");
+        }
+        // a+b = 20 bytes, then c+d = 16, then e alone.
+        assert_eq!(ranges.len(), 3, "{ranges:?}");
+        let middle: Vec<&str> = runs[0]
+            .groups_in(&ranges[1])
+            .iter()
+            .map(|g| g.key.partition_path.as_str())
+            .collect();
+        assert_eq!(middle, ["c"]);
+        assert_eq!(runs[1].groups_in(&ranges[1]).len(), 2);
+        assert_eq!(runs[0].groups_in(&GroupRange::all()).len(), 3);
+        assert_eq!(split_group_ranges(&[], 1), [GroupRange::all()]);
+    }
+
+    #[test]
+    fn run_files_survive_json() {
+        let r = run(&[("a=1", Some(2), 7)]);
+        let text = serde_json::to_string(&r).unwrap();
+        let back: RunFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+    }
+}
