@@ -329,6 +329,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A clustered writer was given a group after a later one in the shuffle's order
+    /// (which would need a second file for it): a bug in the caller, not retried.
+    #[error(
+        "group {next} arrived after group {previous}; a clustered writer takes each group \
+         once, in the shuffle's group order"
+    )]
+    GroupOutOfOrder {
+        /// The group written before.
+        previous: String,
+        /// The group that came after it.
+        next: String,
+    },
+
     /// A background task panicked or was cancelled.
     #[error("background task failed while {context}: {reason}")]
     Task {

@@ -9,8 +9,9 @@
 //! This crate owns the dataset location and object store, the manifest and its
 //! (de)serialisation, the data-file layout (partition paths, bucket hash, file names),
 //! schema rules, per-file statistics, secondary indices, the commit protocol, reading
-//! and writing data files, and the sort-based shuffle's sorted runs ([`RunWriter`],
-//! [`RunMerge`]). It never prints or exits: every failure is an [`Error`].
+//! and writing data files, and the sort-based shuffle that writes one file per group
+//! ([`RunWriter`], [`RunMerge`], [`ClusteredWriter`]). It never prints or exits: every
+//! failure is an [`Error`].
 //!
 //! ```no_run
 //! # async fn demo(batches: Vec<arrow::record_batch::RecordBatch>) -> terrace_format::Result<()> {
@@ -80,4 +81,4 @@ pub use shuffle::{
     GroupRange, MergeOptions, MergedGroup, RunFile, RunGroup, RunMerge, RunOptions, RunWriter,
     ShuffleKey, split_group_ranges,
 };
-pub use writer::{DataFileWriter, WriterOptions, scratch_properties};
+pub use writer::{ClusteredWriter, DataFileWriter, WriterOptions, scratch_properties};

@@ -71,6 +71,10 @@ use crate::schema::column_list;
 use crate::stats::file_column_stats;
 use crate::upload::{PartSink, Upload, delete_uploaded, join_uploads};
 
+mod clustered;
+
+pub use clustered::ClusteredWriter;
+
 /// Tuning of a [`DataFileWriter`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriterOptions {

@@ -21,6 +21,10 @@
 //!   [`RunMerge`]: one GET per run for the footer, then ranged GETs that each span
 //!   many consecutive blocks, one group at a time in key order, holding a window per
 //!   run, so big groups stream.
+//! - **One open file.** The merge feeds a [`ClusteredWriter`](crate::ClusteredWriter):
+//!   when the group changes it finishes the open file before opening the next, so its
+//!   memory is one file's buffers and each group is one file where its rows fit the
+//!   target size.
 //!
 //! Runs are IPC rather than Parquet because they are read once by the same job: IPC
 //! costs no encoding beyond LZ4 and its footer gives every batch's offset for ranged
@@ -32,6 +36,8 @@ mod run_file;
 mod run_reader;
 mod run_writer;
 
+#[cfg(test)]
+mod measure;
 #[cfg(test)]
 pub(crate) mod tests;
 
