@@ -15,15 +15,13 @@ use crate::error::{Error, Result};
 use crate::group::Grouping;
 use crate::layout::{Layout, parse_partition_path};
 
-/// The smallest read window per run: below it, GETs cost more than the memory saves.
-const MIN_WINDOW_BYTES: u64 = 256 * 1024;
-
 /// Tuning of a [`RunMerge`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeOptions {
     /// Encoded bytes the merge may have fetched ahead, over all runs (default 64 MiB):
-    /// each run reads windows of this divided by the number of runs (at least 256 KiB,
-    /// and at least one record batch). Decoded batches of the windows come on top.
+    /// each run reads windows of this divided by the number of runs, and at least one
+    /// record batch (about a MiB of rows, less once compressed). Decoded batches of the
+    /// windows come on top.
     pub memory_budget: usize,
 }
 
@@ -54,9 +52,9 @@ pub struct MergedGroup {
 /// group key (each run's groups are contiguous and ordered), one group at a time.
 ///
 /// Call [`next_group`](Self::next_group), then [`next_batch`](Self::next_batch) until
-/// it gives `None` for that group's batches (stored columns, from each run in turn);
-/// the next `next_group` skips what was left unread. Only the current windows of the
-/// runs are held, so a big group streams through.
+/// it gives `None` for that group's batches (stored columns in compact arrays, from
+/// each run in turn); the next `next_group` skips what was left unread. Only the
+/// current windows of the runs are held, so a big group streams through.
 pub struct RunMerge {
     cursors: Vec<RunCursor>,
     /// Cursors in the current group, in run order, and the one being read.
@@ -94,7 +92,7 @@ impl RunMerge {
             .iter()
             .filter(|r| !r.groups_in(range).is_empty())
             .count();
-        let window = (options.memory_budget as u64 / selected.max(1) as u64).max(MIN_WINDOW_BYTES);
+        let window = options.memory_budget as u64 / selected.max(1) as u64;
         let opened = try_join_all(runs.iter().map(|run| {
             RunCursor::open(
                 Arc::clone(&store),
@@ -122,7 +120,6 @@ impl RunMerge {
 
     /// Move to the next group in key order, `None` after the last.
     pub async fn next_group(&mut self) -> Result<Option<MergedGroup>> {
-        while self.next_batch().await?.is_some() {}
         let Some(key) = self.cursors.iter().filter_map(RunCursor::next_key).min() else {
             return Ok(None);
         };

@@ -11,15 +11,17 @@
 //!   [`DataFileWriter`](crate::DataFileWriter) does, buffers them compactly (one copy
 //!   per row, in group order, plus a slice list per group), and when the buffer reaches
 //!   its budget writes it as one *run*: an Arrow IPC file (LZ4 unless told otherwise)
-//!   in which each group's rows are consecutive record batches, groups in the order
-//!   every run shares ([`ShuffleKey`]: partition path, then bucket). What it holds is
+//!   whose rows are in the group order every run shares ([`ShuffleKey`]: partition
+//!   path, then bucket), each group's rows consecutive, cut into record batches of
+//!   about a MiB that small groups share (a batch per group would cost more framing
+//!   than the rows of small groups weigh). What it holds is
 //!   bounded by the budget plus one batch whatever the number of groups; an input
 //!   bigger than the budget becomes several runs. Each run is described by a
-//!   [`RunFile`] (groups, rows, byte ranges) small enough for a task report.
+//!   [`RunFile`] (each group's key and rows, each batch's rows) for a task report.
 //! - **Reduce: a k-way merge.** A reduce task is given a [`GroupRange`]
 //!   ([`split_group_ranges`] cuts them by bytes) and reads it from every run with a
 //!   [`RunMerge`]: one GET per run for the footer, then ranged GETs that each span
-//!   many consecutive blocks, one group at a time in key order, holding a window per
+//!   many consecutive batches, one group at a time in key order, holding a window per
 //!   run, so big groups stream.
 //! - **One open file.** The merge feeds a [`ClusteredWriter`](crate::ClusteredWriter):
 //!   when the group changes it finishes the open file before opening the next, so its

@@ -1,5 +1,11 @@
-//! What a run file holds, as a map task reports it: the groups in the shuffle's order,
-//! each with its rows and the byte range of its record batches.
+//! What a run file holds, as a map task reports it: the groups in the shuffle's order
+//! with their rows, and the rows of each record batch.
+//!
+//! A run's rows are in group order and cut into record batches of about a MiB, which
+//! small groups share: a batch per group would cost a batch's framing (header, buffer
+//! padding, compression frames: about a KiB) per group and run, more than the rows of
+//! the small groups of a write with thousands of groups. A group is then the rows
+//! after the groups before it, and the batches holding them follow from `block_rows`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,25 +42,17 @@ impl fmt::Display for ShuffleKey {
     }
 }
 
-/// One group's rows in a run file: consecutive record batches of the file.
+/// One group's rows in a run file: the `rows` rows after those of the groups before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunGroup {
     /// The group.
     pub key: ShuffleKey,
     /// Rows of the group in this run.
     pub rows: u64,
-    /// Index of the group's first record batch among the file's batches.
-    pub first_block: u32,
-    /// Number of record batches of the group.
-    pub blocks: u32,
-    /// Byte offset of the first batch in the file.
-    pub offset: u64,
-    /// Bytes of the group's batches (they are contiguous).
-    pub length: u64,
 }
 
-/// One sorted run: an Arrow IPC file whose groups follow the shuffle's order
-/// ([`ShuffleKey`]), each group's rows consecutive record batches of the stored columns.
+/// One sorted run: an Arrow IPC file of the stored columns whose rows are in the
+/// shuffle's group order ([`ShuffleKey`]), each group's rows consecutive.
 ///
 /// Serialisable, for a map task's report; a reduce task reads the groups it is given
 /// from every run ([`RunMerge`](crate::RunMerge)).
@@ -69,6 +67,8 @@ pub struct RunFile {
     pub tail_offset: u64,
     /// Rows in the file.
     pub rows: u64,
+    /// Rows of each record batch, in file order.
+    pub block_rows: Vec<u32>,
     /// The groups, in strictly increasing key order.
     pub groups: Vec<RunGroup>,
 }
@@ -77,6 +77,12 @@ impl RunFile {
     /// The groups of this run that `range` selects: a contiguous slice, since groups are
     /// in key order.
     pub fn groups_in(&self, range: &GroupRange) -> &[RunGroup] {
+        let (start, end) = self.group_span(range);
+        &self.groups[start..end]
+    }
+
+    /// Indices `start..end` of the groups `range` selects.
+    pub(crate) fn group_span(&self, range: &GroupRange) -> (usize, usize) {
         let start = match &range.start {
             Some(start) => self.groups.partition_point(|g| g.key < *start),
             None => 0,
@@ -85,7 +91,14 @@ impl RunFile {
             Some(end) => self.groups.partition_point(|g| g.key < *end),
             None => self.groups.len(),
         };
-        &self.groups[start..end.max(start)]
+        (start, end.max(start))
+    }
+
+    /// About how many bytes of the file `rows` of its rows take (an average over the
+    /// run), for planning ranges.
+    pub fn estimated_bytes(&self, rows: u64) -> u64 {
+        let per_row = self.tail_offset as f64 / self.rows.max(1) as f64;
+        (rows as f64 * per_row).ceil() as u64
     }
 }
 
@@ -112,12 +125,15 @@ impl GroupRange {
 }
 
 /// Cut the groups of `runs` into consecutive ranges of about `target_bytes` of run
-/// bytes each (a group is never cut; a group bigger than the target is a range of its
-/// own), covering every group: one reduce task per range.
+/// bytes each ([`RunFile::estimated_bytes`]; a group is never cut, and a group bigger
+/// than the target is a range of its own), covering every group: one reduce task per
+/// range.
 pub fn split_group_ranges(runs: &[RunFile], target_bytes: u64) -> Vec<GroupRange> {
     let mut sizes: BTreeMap<&ShuffleKey, u64> = BTreeMap::new();
-    for group in runs.iter().flat_map(|r| &r.groups) {
-        *sizes.entry(&group.key).or_default() += group.length;
+    for run in runs {
+        for group in &run.groups {
+            *sizes.entry(&group.key).or_default() += run.estimated_bytes(group.rows);
+        }
     }
     let mut ranges = Vec::new();
     let mut start: Option<ShuffleKey> = None;
@@ -171,21 +187,20 @@ mod tests {
         }
     }
 
+    /// A run of groups (path, bucket, rows) at a byte a row.
     fn run(keys: &[(&str, Option<u32>, u64)]) -> RunFile {
+        let rows = keys.iter().map(|k| k.2).sum();
         RunFile {
             path: "r".into(),
-            size_bytes: 0,
-            tail_offset: 0,
-            rows: 0,
+            size_bytes: rows + 100,
+            tail_offset: rows,
+            rows,
+            block_rows: vec![rows as u32],
             groups: keys
                 .iter()
-                .map(|&(p, b, length)| RunGroup {
+                .map(|&(p, b, rows)| RunGroup {
                     key: key(p, b),
-                    rows: 1,
-                    first_block: 0,
-                    blocks: 1,
-                    offset: 0,
-                    length,
+                    rows,
                 })
                 .collect(),
         }

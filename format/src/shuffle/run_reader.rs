@@ -1,17 +1,19 @@
 //! Reading a range of groups from one run file with ranged GETs.
 //!
 //! A cursor fetches the run's footer once (`tail_offset..size_bytes`, one GET), checks
-//! it against the run's report and the dataset's stored columns, then reads the
-//! selected groups' record batches in windows: one GET spans as many consecutive
-//! blocks as fit the window (at least one), so small groups cost no GET each and a big
-//! group streams through a window at a time.
+//! it against the run's report and the dataset's stored columns, then reads the record
+//! batches holding the selected groups in windows: one GET spans as many consecutive
+//! batches as fit the window (at least one), so small groups cost no GET each and a big
+//! group streams through a window at a time. A group's rows are sliced out of the
+//! batches it shares with its neighbours and copied into compact arrays, so what a
+//! consumer keeps of a group holds no neighbour's rows.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
-use arrow::compute::cast;
+use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::convert::fb_to_schema;
 use arrow::ipc::reader::{FileDecoder, read_footer_length};
@@ -30,26 +32,22 @@ pub(crate) struct RunCursor {
     /// The run's path, for errors.
     path: String,
     decoder: Arc<FileDecoder>,
-    /// The file's record-batch blocks from the first selected group's on.
+    /// The file's record-batch blocks, and the run row each starts at (one more entry:
+    /// the run's rows).
     blocks: Vec<Block>,
-    /// File index of `blocks[0]`.
-    block_base: usize,
-    groups: VecDeque<RunGroup>,
-    /// The group being read.
-    current: Option<Entered>,
-    /// Decoded batches fetched ahead, with the index (in `blocks`) of the next to fetch.
-    decoded: VecDeque<RecordBatch>,
+    block_starts: Vec<u64>,
+    /// Blocks holding the selected groups: `next_fetch..end_block` are still to fetch.
     next_fetch: usize,
+    end_block: usize,
+    groups: VecDeque<RunGroup>,
+    /// Run row of the next row to yield.
+    position: u64,
+    /// Rows of the entered group not yet yielded.
+    left: u64,
+    /// Fetched and decoded blocks, with the run row each starts at.
+    decoded: VecDeque<(u64, RecordBatch)>,
     window_bytes: u64,
     file_schema: SchemaRef,
-}
-
-/// A group being read.
-struct Entered {
-    key: ShuffleKey,
-    blocks_left: u32,
-    rows: u64,
-    rows_seen: u64,
 }
 
 impl RunCursor {
@@ -65,21 +63,16 @@ impl RunCursor {
         file_schema: SchemaRef,
         window_bytes: u64,
     ) -> Result<Option<Self>> {
-        let groups = run.groups_in(range);
-        let (Some(first), Some(last)) = (groups.first(), groups.last()) else {
+        let (first, end) = run.group_span(range);
+        if first == end {
             return Ok(None);
-        };
-        let location = object_path(root, &run.path)?;
+        }
         let invalid = |reason: String| Error::InvalidRunFile {
             path: run.path.clone(),
             reason,
         };
-        if run.tail_offset > run.size_bytes {
-            return Err(invalid(format!(
-                "its report puts the footer at {} in a file of {} bytes",
-                run.tail_offset, run.size_bytes
-            )));
-        }
+        check_report(run).map_err(invalid)?;
+        let location = object_path(root, &run.path)?;
         let options = GetOptions {
             range: Some(GetRange::Bounded(run.tail_offset..run.size_bytes)),
             ..GetOptions::default()
@@ -105,42 +98,33 @@ impl RunCursor {
                 return Err(Error::store(&location, e));
             }
         };
-        let (decoder, all_blocks) = read_footer(&tail, run_schema).map_err(invalid)?;
-        for group in groups {
-            check_group(group, &all_blocks, run.tail_offset).map_err(invalid)?;
+        let (decoder, blocks) = read_footer(&tail, run_schema).map_err(invalid)?;
+        check_blocks(&blocks, run).map_err(invalid)?;
+        let mut block_starts = Vec::with_capacity(blocks.len() + 1);
+        let mut row = 0u64;
+        for &rows in &run.block_rows {
+            block_starts.push(row);
+            row += u64::from(rows);
         }
-        for pair in groups.windows(2) {
-            if pair[1].first_block as usize
-                != pair[0].first_block as usize + pair[0].blocks as usize
-            {
-                return Err(invalid(format!(
-                    "the blocks of group {} do not follow those of {}",
-                    pair[1].key, pair[0].key
-                )));
-            }
-        }
-        let block_base = first.first_block as usize;
-        let block_end = last.first_block as usize + last.blocks as usize;
-        check_blocks(&all_blocks[block_base..block_end]).map_err(invalid)?;
-        for pair in run.groups.windows(2) {
-            if pair[0].key >= pair[1].key {
-                return Err(invalid(format!(
-                    "groups out of order: {} before {}",
-                    pair[0].key, pair[1].key
-                )));
-            }
-        }
+        block_starts.push(row);
+        let start_row: u64 = run.groups[..first].iter().map(|g| g.rows).sum();
+        let end_row: u64 = start_row + run.groups[first..end].iter().map(|g| g.rows).sum::<u64>();
+        // The block holding `start_row`, and the first block starting at or after the end.
+        let first_block = block_starts.partition_point(|&s| s <= start_row) - 1;
+        let end_block = block_starts[..blocks.len()].partition_point(|&s| s < end_row);
         Ok(Some(Self {
             store,
             location,
             path: run.path.clone(),
             decoder: Arc::new(decoder),
-            blocks: all_blocks[block_base..block_end].to_vec(),
-            block_base,
-            groups: groups.iter().cloned().collect(),
-            current: None,
+            blocks,
+            block_starts,
+            next_fetch: first_block,
+            end_block,
+            groups: run.groups[first..end].iter().cloned().collect(),
+            position: start_row,
+            left: 0,
             decoded: VecDeque::new(),
-            next_fetch: 0,
             window_bytes: window_bytes.max(1),
             file_schema,
         }))
@@ -156,67 +140,62 @@ impl RunCursor {
         self.groups.front().map(|g| &g.key)
     }
 
-    /// Start reading the next group; returns its rows in this run.
+    /// Start reading the next group (skipping what is left of the one before); returns
+    /// its rows in this run.
     pub(crate) fn enter(&mut self) -> Option<u64> {
         let group = self.groups.pop_front()?;
-        let rows = group.rows;
-        self.current = Some(Entered {
-            key: group.key,
-            blocks_left: group.blocks,
-            rows,
-            rows_seen: 0,
-        });
-        Some(rows)
+        self.position += self.left;
+        self.left = group.rows;
+        Some(group.rows)
     }
 
     /// The next batch of the entered group, `None` after its last.
     pub(crate) async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        let Some(entered) = self.current.as_mut() else {
+        if self.left == 0 {
             return Ok(None);
-        };
-        if entered.blocks_left == 0 {
-            let Entered {
-                key,
-                rows,
-                rows_seen,
-                ..
-            } = entered;
-            let reason = format!("group {key} has {rows_seen} rows, its report says {rows}");
-            let complete = rows_seen == rows;
-            self.current = None;
-            return if complete {
-                Ok(None)
-            } else {
-                Err(self.invalid(reason))
-            };
         }
-        entered.blocks_left -= 1;
-        if self.decoded.is_empty() {
+        loop {
+            while let Some((start, batch)) = self.decoded.front() {
+                if start + batch.num_rows() as u64 > self.position {
+                    break;
+                }
+                self.decoded.pop_front();
+            }
+            if !self.decoded.is_empty() {
+                break;
+            }
             self.fetch_window().await?;
         }
-        let batch = self
-            .decoded
-            .pop_front()
-            .ok_or_else(|| self.invalid("a block decoded to no batch".to_string()))?;
-        if let Some(entered) = self.current.as_mut() {
-            entered.rows_seen += batch.num_rows() as u64;
-        }
-        Ok(Some(batch))
+        let Some((start, batch)) = self.decoded.front() else {
+            return Ok(None);
+        };
+        let offset = (self.position - start) as usize;
+        let len = (batch.num_rows() - offset).min(self.left as usize);
+        let out = if offset == 0 && len == batch.num_rows() {
+            batch.clone()
+        } else {
+            // A copy, so the group's rows do not hold the whole shared batch.
+            concat_batches(&self.file_schema, [&batch.slice(offset, len)])
+                .map_err(|e| Error::arrow(format!("reading run file {}", self.path), e))?
+        };
+        self.position += len as u64;
+        self.left -= len as u64;
+        Ok(Some(out))
     }
 
     /// Fetch the next blocks that fit the window with one GET and decode them off the
     /// executor.
     async fn fetch_window(&mut self) -> Result<()> {
         let start = self.next_fetch;
-        let Some(first) = self.blocks.get(start) else {
-            return Err(self.invalid("a group reaches past the last block".to_string()));
-        };
-        let begin = first.offset() as u64;
+        if start >= self.end_block {
+            return Err(self.invalid("a group reaches past the last batch".to_string()));
+        }
+        let begin = self.blocks[start].offset() as u64;
         let mut end = start;
         let mut stop = begin;
-        while let Some(block) = self.blocks.get(end) {
-            let block_end = block_end(block);
-            if end > start && block_end.saturating_sub(begin) > self.window_bytes {
+        while end < self.end_block {
+            let block_end = block_end(&self.blocks[end]);
+            if end > start && block_end - begin > self.window_bytes {
                 break;
             }
             stop = block_end;
@@ -234,24 +213,39 @@ impl RunCursor {
             )));
         }
         let blocks = self.blocks[start..end].to_vec();
+        let expected_rows: Vec<u64> = (start..end)
+            .map(|i| self.block_starts[i + 1] - self.block_starts[i])
+            .collect();
         let decoder = Arc::clone(&self.decoder);
         let file_schema = Arc::clone(&self.file_schema);
-        let base = self.block_base + start;
         let path = self.path.clone();
         let decoded = tokio::task::spawn_blocking(move || {
-            decode(&decoder, &blocks, Buffer::from(bytes), begin, &file_schema).map_err(
-                |(i, reason)| Error::InvalidRunFile {
+            decode(&decoder, &blocks, Buffer::from(bytes), begin, &file_schema)
+                .and_then(|batches| {
+                    for (i, (batch, rows)) in batches.iter().zip(&expected_rows).enumerate() {
+                        if batch.num_rows() as u64 != *rows {
+                            return Err((
+                                i,
+                                format!("it has {} rows, the report says {rows}", batch.num_rows()),
+                            ));
+                        }
+                    }
+                    Ok(batches)
+                })
+                .map_err(|(i, reason)| Error::InvalidRunFile {
                     path,
-                    reason: format!("record batch {}: {reason}", base + i),
-                },
-            )
+                    reason: format!("record batch {}: {reason}", start + i),
+                })
         })
         .await
         .map_err(|e| Error::Task {
             context: format!("decoding run file {}", self.path),
             reason: e.to_string(),
         })??;
-        self.decoded.extend(decoded);
+        for (i, batch) in decoded.into_iter().enumerate() {
+            self.decoded
+                .push_back((self.block_starts[start + i], batch));
+        }
         self.next_fetch = end;
         Ok(())
     }
@@ -268,12 +262,74 @@ fn size_differs(found: u64, expected: u64) -> String {
     format!("it is {found} bytes, its report says {expected} (truncated or replaced?)")
 }
 
-/// Where a block ends; blocks of the groups read are checked to be in order and in
-/// their groups' ranges ([`check_blocks`]), so offsets are not negative there.
+/// The report must add up: its groups' rows, its batches' rows and its row count agree,
+/// and the groups are in strictly increasing key order.
+fn check_report(run: &RunFile) -> std::result::Result<(), String> {
+    let group_rows: u64 = run.groups.iter().map(|g| g.rows).sum();
+    let block_rows: u64 = run.block_rows.iter().map(|&r| u64::from(r)).sum();
+    if group_rows != run.rows || block_rows != run.rows {
+        return Err(format!(
+            "its report says {} rows, {group_rows} in its groups and {block_rows} in its \
+             batches",
+            run.rows
+        ));
+    }
+    if run.tail_offset > run.size_bytes {
+        return Err(format!(
+            "its report puts the footer at {} in a file of {} bytes",
+            run.tail_offset, run.size_bytes
+        ));
+    }
+    for pair in run.groups.windows(2) {
+        if pair[0].key >= pair[1].key {
+            return Err(format!(
+                "groups out of order: {} before {}",
+                pair[0].key, pair[1].key
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where a block ends (saturating: [`check_blocks`] refuses blocks past the tail).
 fn block_end(block: &Block) -> u64 {
     (block.offset().max(0) as u64)
         .saturating_add(block.metaDataLength().max(0) as u64)
         .saturating_add(block.bodyLength().max(0) as u64)
+}
+
+/// The footer's blocks must be those of the report, follow one another without
+/// overlap at non-negative offsets, and end before the tail.
+fn check_blocks(blocks: &[Block], run: &RunFile) -> std::result::Result<(), String> {
+    if blocks.len() != run.block_rows.len() {
+        return Err(format!(
+            "it has {} record batches, its report says {}",
+            blocks.len(),
+            run.block_rows.len()
+        ));
+    }
+    let mut end = 0u64;
+    for block in blocks {
+        if block.offset() < 0
+            || block.metaDataLength() < 0
+            || block.bodyLength() < 0
+            || (block.offset() as u64) < end
+        {
+            return Err(format!(
+                "a record batch at {} overlaps the one before or has a negative size",
+                block.offset()
+            ));
+        }
+        end = block_end(block);
+        if end > run.tail_offset {
+            return Err(format!(
+                "a record batch at {} ends after the batches' end ({})",
+                block.offset(),
+                run.tail_offset
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parse the tail of a run (end-of-stream marker, footer, length, magic) into a decoder
@@ -322,57 +378,6 @@ fn describe(schema: &Schema) -> String {
         .map(|f| format!("{} {}", f.name(), f.data_type()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A group's blocks must exist and lie in its byte range, before the tail.
-fn check_group(
-    group: &RunGroup,
-    blocks: &[Block],
-    tail_offset: u64,
-) -> std::result::Result<(), String> {
-    let end = group.first_block as usize + group.blocks as usize;
-    let Some(own) = blocks.get(group.first_block as usize..end) else {
-        return Err(format!(
-            "group {} has blocks {}..{end}, the file has {}",
-            group.key,
-            group.first_block,
-            blocks.len()
-        ));
-    };
-    let range_end = group.offset + group.length;
-    for block in own {
-        if (block.offset() as u64) < group.offset
-            || block_end(block) > range_end
-            || range_end > tail_offset
-        {
-            return Err(format!(
-                "group {}: a block at {} is outside its bytes {}..{range_end}",
-                group.key,
-                block.offset(),
-                group.offset
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Blocks must follow one another without overlap, at non-negative offsets.
-fn check_blocks(blocks: &[Block]) -> std::result::Result<(), String> {
-    let mut end = 0u64;
-    for block in blocks {
-        if block.offset() < 0
-            || block.metaDataLength() < 0
-            || block.bodyLength() < 0
-            || (block.offset() as u64) < end
-        {
-            return Err(format!(
-                "a block at {} overlaps the one before or has a negative size",
-                block.offset()
-            ));
-        }
-        end = block_end(block);
-    }
-    Ok(())
 }
 
 /// Decode `blocks` from `bytes` (which start at file offset `begin`) and cast them to

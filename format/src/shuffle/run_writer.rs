@@ -31,6 +31,11 @@ pub struct RunOptions {
     pub compress: bool,
     /// Size of the parts uploaded to the store (default 8 MiB).
     pub upload_part_size: usize,
+    /// A run's record batches are cut at about this many bytes of rows (default 1 MiB):
+    /// big enough that a batch's IPC framing is noise, small enough that a reader holds
+    /// little per run and that the batches a reduce task reads only in part (at most
+    /// one at each end of its range, per run) cost little.
+    pub batch_bytes: usize,
 }
 
 impl Default for RunOptions {
@@ -46,13 +51,10 @@ impl From<&WriterOptions> for RunOptions {
             memory_budget: options.memory_budget,
             compress: options.compress_scratch,
             upload_part_size: options.upload_part_size,
+            batch_bytes: 1024 * 1024,
         }
     }
 }
-
-/// Record batches of a run are cut at about this many bytes of rows: big enough that a
-/// batch's IPC framing is noise, small enough that a reader holds little per run.
-const RUN_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bytes a buffered group costs beyond its rows and its key's path: its map entry (key
 /// and slice list), the node's share, the path's and the first slices' allocations (an
@@ -309,8 +311,9 @@ fn to_run_schema(run_schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBat
         .map_err(|e| Error::arrow("preparing rows for a run", e))
 }
 
-/// Write the buffered rows as one run: each group's slices, in key order, as record
-/// batches of about [`RUN_BATCH_BYTES`]; the file streams to the store as it is encoded.
+/// Write the buffered rows as one run: the groups' slices in key order, cut into record
+/// batches of about [`RunOptions::batch_bytes`] (small groups share them); the file streams to
+/// the store as it is encoded.
 fn write_run(plan: &Plan, state: &mut State) -> Result<()> {
     if state.groups.is_empty() {
         return Ok(());
@@ -334,48 +337,37 @@ fn write_run(plan: &Plan, state: &mut State) -> Result<()> {
     );
     state.new_uploads.push(upload);
     let ipc = |e| Error::arrow(format!("writing run file {path}"), e);
-    let mut writer =
-        FileWriter::try_new_with_options(sink, &plan.run_schema, plan.ipc_options.clone())
-            .map_err(ipc)?;
+    let mut writer = Blocks {
+        writer: FileWriter::try_new_with_options(sink, &plan.run_schema, plan.ipc_options.clone())
+            .map_err(ipc)?,
+        schema: Arc::clone(&plan.run_schema),
+        pieces: Vec::new(),
+        piece_bytes: 0,
+        block_rows: Vec::new(),
+    };
     let batches = mem::take(&mut state.batches);
     let groups = mem::take(&mut state.groups);
     state.buffered = 0;
     let mut out = Vec::with_capacity(groups.len());
-    let mut block = 0u32;
-    let mut total_rows = 0u64;
     for (key, slices) in groups {
-        let offset = writer.get_ref().written;
-        let first_block = block;
         let mut rows = 0u64;
-        let mut pieces = Vec::new();
-        let mut piece_bytes = 0usize;
         for slice in slices {
             let (start, len) = (slice.start as usize, slice.len as usize);
             let source = &batches[slice.batch as usize];
-            piece_bytes += source.get_array_memory_size() * len / source.num_rows().max(1);
-            pieces.push(source.slice(start, len));
+            writer.piece_bytes += source.get_array_memory_size() * len / source.num_rows().max(1);
+            writer.pieces.push(source.slice(start, len));
             rows += len as u64;
-            if piece_bytes >= RUN_BATCH_BYTES {
-                write_pieces(&mut writer, &plan.run_schema, &mut pieces).map_err(ipc)?;
-                block += 1;
-                piece_bytes = 0;
+            if writer.piece_bytes >= plan.options.batch_bytes {
+                writer.write_block().map_err(ipc)?;
             }
         }
-        if !pieces.is_empty() {
-            write_pieces(&mut writer, &plan.run_schema, &mut pieces).map_err(ipc)?;
-            block += 1;
-        }
-        total_rows += rows;
-        out.push(RunGroup {
-            key,
-            rows,
-            first_block,
-            blocks: block - first_block,
-            offset,
-            length: writer.get_ref().written - offset,
-        });
+        out.push(RunGroup { key, rows });
     }
+    writer.write_block().map_err(ipc)?;
     drop(batches);
+    let Blocks {
+        writer, block_rows, ..
+    } = writer;
     let tail_offset = writer.get_ref().written;
     let mut sink = writer.into_inner().map_err(ipc)?;
     sink.finish()
@@ -384,20 +376,35 @@ fn write_run(plan: &Plan, state: &mut State) -> Result<()> {
         path,
         size_bytes: sink.written,
         tail_offset,
-        rows: total_rows,
+        rows: block_rows.iter().map(|&r| u64::from(r)).sum(),
+        block_rows,
         groups: out,
     });
     state.failed = false;
     Ok(())
 }
 
-/// One record batch of a group's pieces, copied into compact arrays.
-fn write_pieces(
-    writer: &mut FileWriter<PartSink>,
-    schema: &SchemaRef,
-    pieces: &mut Vec<RecordBatch>,
-) -> std::result::Result<(), arrow::error::ArrowError> {
-    let batch = concat_batches(schema, pieces.iter())?;
-    pieces.clear();
-    writer.write(&batch)
+/// A run file being written: slices of rows wait until they make a record batch.
+struct Blocks {
+    writer: FileWriter<PartSink>,
+    schema: SchemaRef,
+    pieces: Vec<RecordBatch>,
+    piece_bytes: usize,
+    block_rows: Vec<u32>,
+}
+
+impl Blocks {
+    /// Write the waiting slices as one record batch in compact arrays.
+    fn write_block(&mut self) -> std::result::Result<(), arrow::error::ArrowError> {
+        if self.pieces.is_empty() {
+            return Ok(());
+        }
+        let batch = concat_batches(&self.schema, self.pieces.iter())?;
+        self.pieces.clear();
+        self.piece_bytes = 0;
+        self.writer.write(&batch)?;
+        // A batch's rows fit u32: it holds about `batch_bytes` of them.
+        self.block_rows.push(batch.num_rows() as u32);
+        Ok(())
+    }
 }

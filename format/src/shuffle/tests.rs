@@ -126,19 +126,26 @@ async fn merge_all(
     out
 }
 
-async fn round_trip(
-    rows: &[Row],
+/// Sizes of a round trip: rows per input batch, run writer budget and batch bytes,
+/// bytes per range, merge budget.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
     batch_rows: usize,
-    layout: &Layout,
     budget: usize,
+    run_batch_bytes: usize,
     range_bytes: u64,
-) -> Vec<RunFile> {
+    merge_budget: usize,
+}
+
+async fn round_trip(rows: &[Row], layout: &Layout, sizes: Sizes) -> Vec<RunFile> {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let options = RunOptions {
-        memory_budget: budget,
+        memory_budget: sizes.budget,
         upload_part_size: 64 * 1024,
+        batch_bytes: sizes.run_batch_bytes,
         ..RunOptions::default()
     };
+    let (batch_rows, range_bytes) = (sizes.batch_rows, sizes.range_bytes);
     let runs = write_runs(&store, rows, batch_rows, layout, options).await;
     assert_eq!(runs.iter().map(|r| r.rows).sum::<u64>(), rows.len() as u64);
     for run in &runs {
@@ -153,7 +160,7 @@ async fn round_trip(
         layout,
         &ranges,
         MergeOptions {
-            memory_budget: 1024,
+            memory_budget: sizes.merge_budget,
         },
     )
     .await;
@@ -191,12 +198,30 @@ fn layouts() -> [Layout; 3] {
 async fn rows_written_through_runs_come_back_by_group_in_every_range() {
     let rows = rows(0, 6_000);
     for layout in layouts() {
-        // Small budget: several runs, groups spread over all of them.
-        let runs = round_trip(&rows, 700, &layout, 64 * 1024, 16 * 1024).await;
+        // Small budget: several runs, groups spread over all of them and over several
+        // batches of each, read in ranges and windows that cut batches.
+        let sizes = Sizes {
+            batch_rows: 700,
+            budget: 64 * 1024,
+            run_batch_bytes: 4 * 1024,
+            range_bytes: 16 * 1024,
+            merge_budget: 4 * 1024,
+        };
+        let runs = round_trip(&rows, &layout, sizes).await;
         assert!(runs.len() > 2, "{} runs", runs.len());
+        let batches: Vec<usize> = runs.iter().map(|r| r.block_rows.len()).collect();
+        assert!(batches.iter().all(|&b| b > 1), "{batches:?}");
         // Everything in one run, read as one range.
-        let runs = round_trip(&rows, 6_000, &layout, usize::MAX, u64::MAX).await;
+        let sizes = Sizes {
+            batch_rows: 6_000,
+            budget: usize::MAX,
+            run_batch_bytes: usize::MAX,
+            range_bytes: u64::MAX,
+            merge_budget: usize::MAX,
+        };
+        let runs = round_trip(&rows, &layout, sizes).await;
         assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].block_rows.len(), 1);
     }
 }
 
@@ -211,7 +236,9 @@ proptest! {
         start in 0i64..1_000_000,
         batch_rows in 10usize..1_500,
         budget in 1usize..200_000,
+        run_batch_bytes in 1usize..50_000,
         range_bytes in 1u64..100_000,
+        merge_budget in 1usize..100_000,
         which in 0usize..3,
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -221,7 +248,8 @@ proptest! {
             .unwrap();
         let rows = rows(start, n);
         let layout = layouts()[which].clone();
-        let runs = runtime.block_on(round_trip(&rows, batch_rows, &layout, budget, range_bytes));
+        let sizes = Sizes { batch_rows, budget, run_batch_bytes, range_bytes, merge_budget };
+        let runs = runtime.block_on(round_trip(&rows, &layout, sizes));
         prop_assert_eq!(runs.is_empty(), n == 0);
     }
 }
@@ -251,7 +279,7 @@ async fn run_writer_memory_stays_within_budget_at_twenty_thousand_groups() {
         RunOptions {
             memory_budget: budget,
             upload_part_size: 64 * 1024,
-            compress: true,
+            ..RunOptions::default()
         },
     )
     .unwrap();
