@@ -55,8 +55,11 @@ pub struct RunGroup {
 /// shuffle's group order ([`ShuffleKey`]), each group's rows consecutive.
 ///
 /// Serialisable, for a map task's report; a reduce task reads the groups it is given
-/// from every run ([`RunMerge`](crate::RunMerge)).
+/// from every run ([`RunMerge`](crate::RunMerge)). The serialised form lists groups by
+/// partition path, each with its (bucket, rows) pairs: about 8 bytes
+/// of JSON a group, as a run of a write with thousands of groups lists them all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RunFileWire", into = "RunFileWire")]
 pub struct RunFile {
     /// Path relative to the root the run writer was given.
     pub path: String,
@@ -71,6 +74,65 @@ pub struct RunFile {
     pub block_rows: Vec<u32>,
     /// The groups, in strictly increasing key order.
     pub groups: Vec<RunGroup>,
+}
+
+/// The serialised form of a [`RunFile`]: groups by partition path, in order.
+#[derive(Serialize, Deserialize)]
+struct RunFileWire {
+    path: String,
+    size_bytes: u64,
+    tail_offset: u64,
+    rows: u64,
+    block_rows: Vec<u32>,
+    /// (partition path, [(bucket, rows)]) for consecutive groups of one path.
+    groups: Vec<(String, Vec<(Option<u32>, u64)>)>,
+}
+
+impl From<RunFile> for RunFileWire {
+    fn from(run: RunFile) -> Self {
+        let mut groups: Vec<(String, Vec<(Option<u32>, u64)>)> = Vec::new();
+        for group in run.groups {
+            let entry = (group.key.bucket, group.rows);
+            match groups.last_mut() {
+                Some((path, entries)) if *path == group.key.partition_path => entries.push(entry),
+                _ => groups.push((group.key.partition_path, vec![entry])),
+            }
+        }
+        Self {
+            path: run.path,
+            size_bytes: run.size_bytes,
+            tail_offset: run.tail_offset,
+            rows: run.rows,
+            block_rows: run.block_rows,
+            groups,
+        }
+    }
+}
+
+impl From<RunFileWire> for RunFile {
+    fn from(wire: RunFileWire) -> Self {
+        let groups = wire
+            .groups
+            .into_iter()
+            .flat_map(|(path, entries)| {
+                entries.into_iter().map(move |(bucket, rows)| RunGroup {
+                    key: ShuffleKey {
+                        partition_path: path.clone(),
+                        bucket,
+                    },
+                    rows,
+                })
+            })
+            .collect();
+        Self {
+            path: wire.path,
+            size_bytes: wire.size_bytes,
+            tail_offset: wire.tail_offset,
+            rows: wire.rows,
+            block_rows: wire.block_rows,
+            groups,
+        }
+    }
 }
 
 impl RunFile {
@@ -257,10 +319,21 @@ mod tests {
         assert_eq!(split_group_ranges(&[], 1), [GroupRange::all()]);
     }
 
+    /// The report form is pinned: map tasks of one version are read by reduce tasks of
+    /// another during an upgrade.
     #[test]
-    fn run_files_survive_json() {
-        let r = run(&[("a=1", Some(2), 7)]);
+    fn run_files_survive_json_in_their_compact_form() {
+        let r = run(&[
+            ("a=1", Some(2), 7),
+            ("a=1", Some(5), 1),
+            ("a=2", Some(0), 3),
+            ("", None, 4),
+        ]);
         let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            text,
+            r#"{"path":"r","size_bytes":115,"tail_offset":15,"rows":15,"block_rows":[15],"groups":[["a=1",[[2,7],[5,1]]],["a=2",[[0,3]]],["",[[null,4]]]]}"#
+        );
         let back: RunFile = serde_json::from_str(&text).unwrap();
         assert_eq!(back, r);
     }
