@@ -162,6 +162,19 @@ pub(crate) async fn delete_uploaded(store: &dyn ObjectStore, uploads: Vec<Upload
     first_error.map_or(Ok(()), Err)
 }
 
+/// Wait while a writer holding `held` bytes (besides parts in flight) is over `budget`
+/// with parts still uploading: the store taking them is what frees the memory, so the
+/// writer takes no more rows until it has.
+pub(crate) async fn wait_for_parts(in_flight: &AtomicUsize, held: usize, budget: usize) {
+    loop {
+        let parts = in_flight.load(Ordering::Relaxed);
+        if parts == 0 || held + parts <= budget {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 /// Upload one file from the parts its encoder sends: a single `put` if it ends within
 /// one part, a multipart upload otherwise. Abandons the upload if the channel closes
 /// before [`Part::Done`].

@@ -69,7 +69,7 @@ use crate::layout::{Layout, check_partition_values, data_file_name, partition_pa
 use crate::nan::NanTracker;
 use crate::schema::column_list;
 use crate::stats::file_column_stats;
-use crate::upload::{PartSink, Upload, delete_uploaded, join_uploads};
+use crate::upload::{PartSink, Upload, delete_uploaded, join_uploads, wait_for_parts};
 
 mod clustered;
 
@@ -312,11 +312,9 @@ impl DataFileWriter {
     /// Parts already handed to uploads still occupy memory; wait for the store to take
     /// them rather than accept more rows while over budget.
     async fn wait_for_uploads(&mut self) {
-        while self.buffered_bytes() > self.plan.options.memory_budget
-            && self.plan.in_flight.load(Ordering::Relaxed) > 0
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        let held = self.state.as_ref().map_or(0, |s| s.open_bytes);
+        let budget = self.plan.options.memory_budget;
+        wait_for_parts(&self.plan.in_flight, held, budget).await;
     }
 
     /// Bytes the writer holds right now: encoder buffers, pending rows and unsent bytes

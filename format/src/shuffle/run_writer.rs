@@ -17,14 +17,15 @@ use super::run_file::{RunFile, RunGroup, ShuffleKey, run_schema};
 use crate::error::{Error, Result};
 use crate::group::Grouping;
 use crate::layout::{Layout, check_partition_values, partition_path};
-use crate::upload::{PartSink, Upload, delete_uploaded, join_uploads};
+use crate::upload::{PartSink, Upload, delete_uploaded, join_uploads, wait_for_parts};
 use crate::writer::{WriterOptions, check_batch, object_path};
 
 /// Tuning of a [`RunWriter`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOptions {
-    /// Bytes of rows the writer buffers before it writes them as a run (default
-    /// 256 MiB); exceeded by at most one input batch.
+    /// Bytes the writer buffers (rows and an entry per group) before it writes them as
+    /// a run (default 256 MiB); exceeded by at most one input batch and its groups'
+    /// entries.
     pub memory_budget: usize,
     /// Whether run files are LZ4-compressed (default yes). Leave them uncompressed on a
     /// local store, where compressing costs CPU and saves only page cache.
@@ -62,9 +63,9 @@ impl From<&WriterOptions> for RunOptions {
 /// does not bound otherwise).
 pub(crate) const GROUP_OVERHEAD_BYTES: usize = 128;
 
-/// Writes batches of a dataset as sorted runs: Arrow IPC files in which each
-/// (partition, bucket) group's rows are consecutive record batches, groups in the
-/// shuffle's order ([`ShuffleKey`]).
+/// Writes batches of a dataset as sorted runs: Arrow IPC files of the stored columns
+/// whose rows are in the shuffle's group order ([`ShuffleKey`]), each (partition,
+/// bucket) group's rows consecutive.
 ///
 /// Call [`write`](Self::write) for each batch, then [`finish`](Self::finish) for the
 /// runs, or [`abort`](Self::abort) to remove the runs written so far. A run is written
@@ -182,11 +183,8 @@ impl RunWriter {
         })
         .await?;
         // Parts of earlier runs still uploading occupy memory too.
-        while self.buffered_bytes() > self.plan.options.memory_budget
-            && self.plan.in_flight.load(Ordering::Relaxed) > 0
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        let held = self.state.as_ref().map_or(0, |s| s.buffered);
+        wait_for_parts(&self.plan.in_flight, held, self.plan.options.memory_budget).await;
         Ok(())
     }
 
@@ -196,8 +194,8 @@ impl RunWriter {
     }
 
     /// The most bytes held at any point so far (measured after each batch is buffered,
-    /// before a run is written): at most the budget plus one batch, whatever the number
-    /// of groups.
+    /// before a run is written): at most the budget plus one batch and its groups'
+    /// entries, whatever the number of groups.
     pub fn peak_buffered_bytes(&self) -> usize {
         self.state.as_ref().map_or(0, |s| s.peak)
     }
