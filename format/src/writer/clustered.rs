@@ -78,8 +78,9 @@ impl ClusteredWriter {
         &self.inner.plan.file_schema
     }
 
-    /// Write rows of group `key`: `batch` holds the stored columns ([`file_schema`]).
-    /// A new key finishes the open file first; a key before the current one is an
+    /// Write rows of group `key`: `batch` holds the stored columns ([`file_schema`]) of
+    /// rows of that group, as [`RunMerge`] yields them (they are not grouped again). A
+    /// new key finishes the open file first; a key before the current one is an
     /// [`Error::GroupOutOfOrder`].
     ///
     /// [`file_schema`]: Self::file_schema
@@ -99,22 +100,24 @@ impl ClusteredWriter {
                 ),
             });
         }
+        if let Some(previous) = &self.current
+            && key < previous
+        {
+            return Err(Error::GroupOutOfOrder {
+                previous: previous.to_string(),
+                next: key.to_string(),
+            });
+        }
+        // The current group is the one whose rows were written last (its file may be
+        // open), so an empty batch changes nothing.
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         let changed = self.current.as_ref() != Some(key);
         if changed {
-            if let Some(previous) = &self.current
-                && key < previous
-            {
-                return Err(Error::GroupOutOfOrder {
-                    previous: previous.to_string(),
-                    next: key.to_string(),
-                });
-            }
             self.current_values =
                 parse_partition_path(&key.partition_path, &self.partition_fields)?;
             self.current = Some(key.clone());
-        }
-        if batch.num_rows() == 0 {
-            return Ok(());
         }
         let group = Group {
             key: (Box::from(key.partition_path.as_bytes()), key.bucket),
@@ -332,6 +335,41 @@ mod tests {
         writer.abort().await.unwrap();
         let left: Vec<_> = store.list(None).try_collect().await.unwrap();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// An empty batch of the next group does not count as its start: the open file is
+    /// finished when that group's rows come.
+    #[tokio::test]
+    async fn one_file_open_across_an_empty_batch_of_the_next_group() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut writer = ClusteredWriter::new(
+            Arc::clone(&store),
+            Path::from("t"),
+            schema(),
+            layout(),
+            WriterOptions::default(),
+        )
+        .unwrap();
+        let data = |r: &[Row]| batch(r).project(&[2, 3, 4]).unwrap();
+        let key = |p: &str| ShuffleKey {
+            partition_path: p.into(),
+            bucket: Some(0),
+        };
+        writer
+            .write(&key("p1=a/p2=1"), data(&rows(0, 3)))
+            .await
+            .unwrap();
+        writer
+            .write(&key("p1=b/p2=1"), data(&rows(0, 0)))
+            .await
+            .unwrap();
+        writer
+            .write(&key("p1=b/p2=1"), data(&rows(3, 3)))
+            .await
+            .unwrap();
+        assert_eq!(writer.open_files(), 1);
+        let files = writer.finish().await.unwrap();
+        assert_eq!(files.len(), 2);
     }
 
     /// An aborted clustered writer removes the files it wrote.
