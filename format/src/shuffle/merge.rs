@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{FieldRef, SchemaRef};
 use datafusion::common::ScalarValue;
-use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStore;
 use object_store::path::Path;
 
@@ -14,6 +14,9 @@ use super::run_reader::RunCursor;
 use crate::error::{Error, Result};
 use crate::group::Grouping;
 use crate::layout::{Layout, parse_partition_path};
+
+/// Runs whose footers are fetched at once when a merge opens.
+const OPENING_AT_ONCE: usize = 16;
 
 /// Tuning of a [`RunMerge`].
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +77,7 @@ impl std::fmt::Debug for RunMerge {
 impl RunMerge {
     /// Open the groups `range` selects in `runs` (paths relative to `root`), written by
     /// a [`RunWriter`](crate::RunWriter) for a dataset of `schema` and `layout`. Fetches
-    /// each run's footer (concurrently) and checks it against its report and the
+    /// each run's footer (a few at a time) and checks it against its report and the
     /// stored columns: a run that is truncated, of another schema or inconsistent with
     /// its report is an [`Error::InvalidRunFile`] naming it.
     pub async fn open(
@@ -93,18 +96,21 @@ impl RunMerge {
             .filter(|r| !r.groups_in(range).is_empty())
             .count();
         let window = options.memory_budget as u64 / selected.max(1) as u64;
-        let opened = try_join_all(runs.iter().map(|run| {
-            RunCursor::open(
-                Arc::clone(&store),
-                root,
-                run,
-                range,
-                &run_schema,
-                Arc::clone(&grouping.file_schema),
-                window,
-            )
-        }))
-        .await?;
+        let opened: Vec<Option<RunCursor>> = stream::iter(runs)
+            .map(|run| {
+                RunCursor::open(
+                    Arc::clone(&store),
+                    root,
+                    run,
+                    range,
+                    &run_schema,
+                    Arc::clone(&grouping.file_schema),
+                    window,
+                )
+            })
+            .buffered(OPENING_AT_ONCE)
+            .try_collect()
+            .await?;
         let partition_fields = grouping
             .partition_idx
             .iter()
