@@ -155,6 +155,15 @@ impl RunMerge {
         }))
     }
 
+    /// GET requests made so far over all runs, and the bytes they returned (footers
+    /// and batches): for a task's metrics.
+    pub fn reads(&self) -> (u64, u64) {
+        self.cursors
+            .iter()
+            .map(RunCursor::reads)
+            .fold((0, 0), |(r, b), (r2, b2)| (r + r2, b + b2))
+    }
+
     /// The next batch of the current group, `None` after its last.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         while let Some(&i) = self.members.get(self.reading) {

@@ -48,6 +48,9 @@ pub(crate) struct RunCursor {
     decoded: VecDeque<(u64, RecordBatch)>,
     window_bytes: u64,
     file_schema: SchemaRef,
+    /// GET requests made and bytes they returned.
+    requests: u64,
+    bytes_read: u64,
 }
 
 impl RunCursor {
@@ -127,7 +130,14 @@ impl RunCursor {
             decoded: VecDeque::new(),
             window_bytes: window_bytes.max(1),
             file_schema,
+            requests: 1,
+            bytes_read: tail.len() as u64,
         }))
+    }
+
+    /// GET requests made so far and the bytes they returned.
+    pub(crate) fn reads(&self) -> (u64, u64) {
+        (self.requests, self.bytes_read)
     }
 
     /// The run's path relative to the root.
@@ -206,6 +216,8 @@ impl RunCursor {
             .get_range(&self.location, begin..stop)
             .await
             .map_err(|e| Error::store(&self.location, e))?;
+        self.requests += 1;
+        self.bytes_read += bytes.len() as u64;
         if bytes.len() as u64 != stop - begin {
             return Err(self.invalid(format!(
                 "a read of bytes {begin}..{stop} returned {} bytes",

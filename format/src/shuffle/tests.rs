@@ -254,6 +254,69 @@ proptest! {
     }
 }
 
+/// A range is read with ranged GETs of just its batches: a footer and one window per
+/// run with a big merge budget, a GET per batch with a tiny one; the ranges together
+/// read each batch at most twice (a batch at a range's edge is read by both ranges).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_read_only_their_batches_with_one_get_per_window() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let rows = rows(0, 6_000);
+    let options = RunOptions {
+        batch_bytes: 8 * 1024,
+        ..RunOptions::default()
+    };
+    let runs = write_runs(&store, &rows, 1_000, &layout(), options).await;
+    let [run] = runs.as_slice() else {
+        panic!("{} runs", runs.len());
+    };
+    let batches = run.block_rows.len() as u64;
+    assert!(batches > 8, "{batches} batches");
+    let ranges = split_group_ranges(&runs, run.tail_offset / 4);
+    assert!(ranges.len() >= 4, "{} ranges", ranges.len());
+    let tail = run.size_bytes - run.tail_offset;
+    for (budget, one_window) in [(usize::MAX, true), (1, false)] {
+        let mut data_bytes = 0;
+        let mut data_gets = 0;
+        for range in &ranges {
+            let mut merge = RunMerge::open(
+                Arc::clone(&store),
+                &Path::from("ds"),
+                &schema(),
+                &layout(),
+                &runs,
+                range,
+                MergeOptions {
+                    memory_budget: budget,
+                },
+            )
+            .await
+            .unwrap();
+            while merge.next_group().await.unwrap().is_some() {
+                while merge.next_batch().await.unwrap().is_some() {}
+            }
+            let (gets, bytes) = merge.reads();
+            if one_window {
+                assert_eq!(gets, 2, "footer and one window for {range:?}");
+            }
+            data_gets += gets - 1;
+            data_bytes += bytes - tail;
+        }
+        assert!(
+            data_bytes < 2 * run.tail_offset,
+            "{data_bytes} of {}",
+            run.tail_offset
+        );
+        // Each batch once, and those at the edges between ranges twice.
+        let edges = ranges.len() as u64 - 1;
+        if !one_window {
+            assert!(
+                (batches..=batches + edges).contains(&data_gets),
+                "{data_gets} GETs for {batches} batches"
+            );
+        }
+    }
+}
+
 /// 20,000 groups in a 2 MiB budget: what the run writer holds stays within the budget
 /// plus one batch (its rows and its groups' entries), and every row still comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
