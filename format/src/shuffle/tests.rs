@@ -127,7 +127,7 @@ async fn merge_all(
 }
 
 /// Sizes of a round trip: rows per input batch, run writer budget and batch bytes,
-/// bytes per range, merge budget.
+/// bytes per range, merge budget; and whether runs are compressed.
 #[derive(Debug, Clone, Copy)]
 struct Sizes {
     batch_rows: usize,
@@ -135,6 +135,7 @@ struct Sizes {
     run_batch_bytes: usize,
     range_bytes: u64,
     merge_budget: usize,
+    compress: bool,
 }
 
 async fn round_trip(rows: &[Row], layout: &Layout, sizes: Sizes) -> Vec<RunFile> {
@@ -143,7 +144,7 @@ async fn round_trip(rows: &[Row], layout: &Layout, sizes: Sizes) -> Vec<RunFile>
         memory_budget: sizes.budget,
         upload_part_size: 64 * 1024,
         batch_bytes: sizes.run_batch_bytes,
-        ..RunOptions::default()
+        compress: sizes.compress,
     };
     let (batch_rows, range_bytes) = (sizes.batch_rows, sizes.range_bytes);
     let runs = write_runs(&store, rows, batch_rows, layout, options).await;
@@ -206,6 +207,7 @@ async fn rows_written_through_runs_come_back_by_group_in_every_range() {
             run_batch_bytes: 4 * 1024,
             range_bytes: 16 * 1024,
             merge_budget: 4 * 1024,
+            compress: true,
         };
         let runs = round_trip(&rows, &layout, sizes).await;
         assert!(runs.len() > 2, "{} runs", runs.len());
@@ -218,6 +220,7 @@ async fn rows_written_through_runs_come_back_by_group_in_every_range() {
             run_batch_bytes: usize::MAX,
             range_bytes: u64::MAX,
             merge_budget: usize::MAX,
+            compress: false,
         };
         let runs = round_trip(&rows, &layout, sizes).await;
         assert_eq!(runs.len(), 1);
@@ -239,6 +242,7 @@ proptest! {
         run_batch_bytes in 1usize..50_000,
         range_bytes in 1u64..100_000,
         merge_budget in 1usize..100_000,
+        compress in any::<bool>(),
         which in 0usize..3,
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -248,7 +252,7 @@ proptest! {
             .unwrap();
         let rows = rows(start, n);
         let layout = layouts()[which].clone();
-        let sizes = Sizes { batch_rows, budget, run_batch_bytes, range_bytes, merge_budget };
+        let sizes = Sizes { batch_rows, budget, run_batch_bytes, range_bytes, merge_budget, compress };
         let runs = runtime.block_on(round_trip(&rows, &layout, sizes));
         prop_assert_eq!(runs.is_empty(), n == 0);
     }
