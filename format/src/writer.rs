@@ -39,6 +39,9 @@
 //!   fails the batch holding it before any file of that batch is opened, with an error
 //!   that is not retried; files of earlier batches are removed by
 //!   [`abort`](DataFileWriter::abort).
+//! - **Grouped input, one open file.** Rows that arrive group by group (a shuffle's
+//!   reduce) go through a [`ClusteredWriter`] instead (`writer/clustered.rs`): the same
+//!   files, with one open at a time.
 //! - **NaN counted from the rows.** Parquet's statistics leave NaN out of a float
 //!   column's bounds, so the writer counts NaN per row group as it encodes (`nan.rs`);
 //!   a file or row group holding NaN gets unknown bounds for that column.
