@@ -14,9 +14,9 @@
 //!   whose rows are in the group order every run shares ([`ShuffleKey`]: partition
 //!   path, then bucket), each group's rows consecutive, cut into record batches of
 //!   about a MiB that small groups share (a batch per group would cost more framing
-//!   than the rows of small groups weigh). What it holds is
-//!   bounded by the budget plus one batch whatever the number of groups; an input
-//!   bigger than the budget becomes several runs. Each run is described by a
+//!   than the rows of small groups weigh). What it holds is bounded by the budget
+//!   (which counts an entry per group) plus one batch, whatever the number of groups;
+//!   an input bigger than the budget becomes several runs. Each run is described by a
 //!   [`RunFile`] (each group's key and rows, each batch's rows) for a task report.
 //! - **Reduce: a k-way merge.** A reduce task is given a [`GroupRange`]
 //!   ([`split_group_ranges`] cuts them by bytes) and reads it from every run with a
