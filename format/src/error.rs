@@ -391,6 +391,30 @@ pub enum Error {
         second_type: String,
     },
 
+    /// A shuffle run file does not match the report describing it or the dataset's
+    /// stored columns (truncated, replaced, of another schema, or corrupt). Reading it
+    /// again fails the same way; the map task that wrote it must run again.
+    #[error("invalid shuffle run file {path}: {reason}")]
+    InvalidRunFile {
+        /// The run's path relative to its root.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A clustered writer was given a group after a later one in the shuffle's order
+    /// (which would need a second file for it): a bug in the caller, not retried.
+    #[error(
+        "group {next} arrived after group {previous}; a clustered writer takes each group \
+         once, in the shuffle's group order"
+    )]
+    GroupOutOfOrder {
+        /// The group written before.
+        previous: String,
+        /// The group that came after it.
+        next: String,
+    },
+
     /// A background task panicked or was cancelled.
     #[error("background task failed while {context}: {reason}")]
     Task {

@@ -8,14 +8,16 @@
 //!
 //! This crate owns the dataset location and object store, the manifest and its
 //! (de)serialisation, the data-file layout (partition paths, bucket hash, file names),
-//! schema rules, per-file statistics, secondary indices, the commit protocol, and reading
-//! and writing data files. It also reads the input files of an ingest, next to the writer
-//! their rows go to: one input's schema ([`input_file_schema`]; [`file_schema`] is a data
-//! file's stored one), a schema inferred from several ([`infer_schema`]), checks of what
-//! the decoders would take silently ([`check_partition_sample`], [`check_schema_names`]),
-//! and the rows of a split decoded from CSV, JSON lines, Parquet or Arrow
-//! ([`read_split`]); terrace-planner lists the [`InputFile`]s and cuts the
-//! [`InputSplit`]s. It never prints or exits: every failure is an [`Error`].
+//! schema rules, per-file statistics, secondary indices, the commit protocol, reading
+//! and writing data files, and the sort-based shuffle that writes one file per group
+//! ([`RunWriter`], [`RunMerge`], [`ClusteredWriter`]). It also reads the input files of an
+//! ingest, next to the writer their rows go to: one input's schema ([`input_file_schema`];
+//! [`file_schema`] is a data file's stored one), a schema inferred from several
+//! ([`infer_schema`]), checks of what the decoders would take silently
+//! ([`check_partition_sample`], [`check_schema_names`]), and the rows of a split decoded
+//! from CSV, JSON lines, Parquet or Arrow ([`read_split`]); terrace-planner lists the
+//! [`InputFile`]s and cuts the [`InputSplit`]s. It never prints or exits: every failure is
+//! an [`Error`].
 //!
 //! Inside, opening a dataset ([`Dataset`]), the commit protocol ([`CommitBuilder`]), gc and
 //! the secondary indices each read and write version files through one version log (the
@@ -52,6 +54,7 @@ mod datafile;
 mod dataset;
 mod error;
 mod gc;
+mod group;
 mod index;
 mod input;
 mod layout;
@@ -62,6 +65,7 @@ mod nan;
 mod pause;
 mod reader;
 mod schema;
+mod shuffle;
 mod stats;
 mod upload;
 mod version_log;
@@ -98,4 +102,8 @@ pub use nan::{may_hold_nan, nan_free};
 pub use pause::PAUSE_BEFORE_PUT_VAR;
 pub use reader::{RowGroupSelection, ScanRequest, read_data_files};
 pub use schema::{SchemaEvolution, conform_batch, file_schema, reconcile};
-pub use writer::{DataFileWriter, WriterOptions, scratch_properties};
+pub use shuffle::{
+    GroupRange, MergeOptions, MergedGroup, RunFile, RunGroup, RunMerge, RunOptions, RunWriter,
+    ShuffleKey, split_group_ranges,
+};
+pub use writer::{ClusteredWriter, DataFileWriter, WriterOptions, scratch_properties};

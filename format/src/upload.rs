@@ -5,6 +5,9 @@
 //! sends a file that ends within one part with a single `put` and a longer one as a
 //! multipart upload. A sink dropped before [`PartSink::finish`] makes the task abandon
 //! its upload, so an aborted file never appears.
+//!
+//! A writer ends with [`join_uploads`] (its files are complete once every upload is) or,
+//! aborting, with [`delete_uploaded`].
 
 use std::io::Write;
 use std::mem;
@@ -120,6 +123,55 @@ impl Write for PartSink {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Wait for every upload; the first error of `before` (what ran before them) or of the
+/// uploads is returned.
+pub(crate) async fn join_uploads(uploads: Vec<Upload>, before: Result<()>) -> Result<()> {
+    let mut first_error = before.err();
+    for (location, upload) in uploads {
+        let result = match upload.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Task {
+                context: format!("uploading {location}"),
+                reason: e.to_string(),
+            }),
+        };
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Wait for `uploads` and delete, best effort, the objects they completed. Callers drop
+/// their encoders first, which makes unfinished uploads abandon (and cancel) theirs.
+pub(crate) async fn delete_uploaded(store: &dyn ObjectStore, uploads: Vec<Upload>) -> Result<()> {
+    let mut first_error = None;
+    for (location, upload) in uploads {
+        if let Ok(Ok(())) = upload.await {
+            match store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    first_error.get_or_insert(Error::store(&location, e));
+                }
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Wait while a writer holding `held` bytes (besides parts in flight) is over `budget`
+/// with parts still uploading: the store taking them is what frees the memory, so the
+/// writer takes no more rows until it has.
+pub(crate) async fn wait_for_parts(in_flight: &AtomicUsize, held: usize, budget: usize) {
+    loop {
+        let parts = in_flight.load(Ordering::Relaxed);
+        if parts == 0 || held + parts <= budget {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 

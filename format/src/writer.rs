@@ -39,6 +39,9 @@
 //!   fails the batch holding it before any file of that batch is opened, with an error
 //!   that is not retried; files of earlier batches are removed by
 //!   [`abort`](DataFileWriter::abort).
+//! - **Grouped input, one open file.** Rows that arrive group by group (a shuffle's
+//!   reduce) go through a [`ClusteredWriter`] instead (`writer/clustered.rs`): the same
+//!   files, with one open at a time.
 //! - **NaN counted from the rows.** Parquet's statistics leave NaN out of a float
 //!   column's bounds, so the writer counts NaN per row group as it encodes (`nan.rs`);
 //!   a file or row group holding NaN gets unknown bounds for that column.
@@ -48,13 +51,13 @@ use std::mem;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{Array, RecordBatch};
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
-use datafusion::common::{HashMap, HashSet, ScalarValue};
+use datafusion::common::{HashSet, ScalarValue};
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
@@ -64,11 +67,16 @@ use std::collections::HashMap as StdHashMap;
 
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
-use crate::layout::{Layout, bucket_ids, check_partition_values, data_file_name, partition_path};
+use crate::group::{Group, GroupKey, Grouping};
+use crate::layout::{Layout, check_partition_values, data_file_name, partition_path};
 use crate::nan::NanTracker;
 use crate::schema::column_list;
 use crate::stats::file_column_stats;
-use crate::upload::{PartSink, Upload};
+use crate::upload::{PartSink, Upload, delete_uploaded, join_uploads, wait_for_parts};
+
+mod clustered;
+
+pub use clustered::ClusteredWriter;
 
 /// Tuning of a [`DataFileWriter`].
 #[derive(Debug, Clone, PartialEq)]
@@ -169,16 +177,12 @@ struct Plan {
     options: WriterOptions,
     file_schema: SchemaRef,
     props: WriterProperties,
-    /// Dataset-schema indices of the partition, bucket and stored (data) columns.
-    partition_idx: Vec<usize>,
-    bucket_idx: Vec<usize>,
-    data_idx: Vec<usize>,
+    /// Which (partition, bucket) group each row belongs to.
+    grouping: Grouping,
     /// File-schema indices of the sort columns.
     sort_idx: Vec<usize>,
     /// Indexed columns: name, file-schema index, and a converter to canonical bytes.
     index: Vec<(String, usize, RowConverter)>,
-    /// Canonical bytes of partition values, so equal values group together.
-    partition_rows: Option<RowConverter>,
     chunk_rows: usize,
     handle: tokio::runtime::Handle,
     in_flight: Arc<AtomicUsize>,
@@ -198,9 +202,6 @@ struct State {
     /// Bytes held by open files (without parts in flight) after the last step.
     open_bytes: usize,
 }
-
-/// (canonical partition-value bytes, bucket).
-type GroupKey = (Box<[u8]>, Option<u32>);
 
 struct OpenFile {
     partition_values: Vec<ScalarValue>,
@@ -230,34 +231,8 @@ impl DataFileWriter {
         layout: Layout,
         options: WriterOptions,
     ) -> Result<Self> {
-        layout.validate(&schema)?;
-        let index_of = |role: &'static str, name: &str| {
-            schema.index_of(name).map_err(|_| Error::UnknownColumn {
-                role,
-                column: name.to_string(),
-                available: column_list(&schema),
-            })
-        };
-        let partition_idx = layout
-            .partition_on
-            .iter()
-            .map(|c| index_of("partition", c))
-            .collect::<Result<Vec<_>>>()?;
-        let bucket_idx = layout
-            .bucket_by
-            .iter()
-            .map(|c| index_of("bucket", c))
-            .collect::<Result<Vec<_>>>()?;
-        let data_idx: Vec<usize> = (0..schema.fields().len())
-            .filter(|i| !partition_idx.contains(i))
-            .collect();
-        let file_schema = Arc::new(Schema::new_with_metadata(
-            data_idx
-                .iter()
-                .map(|&i| schema.fields()[i].clone())
-                .collect::<Vec<_>>(),
-            schema.metadata().clone(),
-        ));
+        let grouping = Grouping::new(&schema, &layout)?;
+        let file_schema = Arc::clone(&grouping.file_schema);
         let file_index_of = |role: &'static str, name: &str| {
             file_schema
                 .index_of(name)
@@ -284,18 +259,6 @@ impl DataFileWriter {
                 Ok((c.clone(), i, converter))
             })
             .collect::<Result<Vec<_>>>()?;
-        let partition_rows = if partition_idx.is_empty() {
-            None
-        } else {
-            let fields = partition_idx
-                .iter()
-                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-                .collect();
-            Some(
-                RowConverter::new(fields)
-                    .map_err(|e| Error::arrow("preparing partition grouping", e))?,
-            )
-        };
         let zstd = ZstdLevel::try_new(options.zstd_level)
             .map_err(|e| Error::parquet("(writer options)", e))?;
         let props = WriterProperties::builder()
@@ -323,12 +286,9 @@ impl DataFileWriter {
                 options,
                 file_schema,
                 props,
-                partition_idx,
-                bucket_idx,
-                data_idx,
+                grouping,
                 sort_idx,
                 index,
-                partition_rows,
                 chunk_rows,
                 handle,
                 in_flight: Arc::new(AtomicUsize::new(0)),
@@ -348,14 +308,16 @@ impl DataFileWriter {
         }
         self.step(move |plan, state| ingest(plan, state, &batch))
             .await?;
-        // Parts already handed to uploads still occupy memory; wait for the store to take
-        // them rather than accept more rows while over budget.
-        while self.buffered_bytes() > self.plan.options.memory_budget
-            && self.plan.in_flight.load(Ordering::Relaxed) > 0
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        self.wait_for_uploads().await;
         Ok(())
+    }
+
+    /// Parts already handed to uploads still occupy memory; wait for the store to take
+    /// them rather than accept more rows while over budget.
+    async fn wait_for_uploads(&mut self) {
+        let held = self.state.as_ref().map_or(0, |s| s.open_bytes);
+        let budget = self.plan.options.memory_budget;
+        wait_for_parts(&self.plan.in_flight, held, budget).await;
     }
 
     /// Bytes the writer holds right now: encoder buffers, pending rows and unsent bytes
@@ -383,22 +345,7 @@ impl DataFileWriter {
             "finishing data files"
         );
         let closed = self.step(close_all).await;
-        let mut first_error = closed.err();
-        for (location, upload) in mem::take(&mut self.uploads) {
-            let result = match upload.await {
-                Ok(r) => r,
-                Err(e) => Err(Error::Task {
-                    context: format!("uploading {location}"),
-                    reason: e.to_string(),
-                }),
-            };
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        join_uploads(mem::take(&mut self.uploads), closed).await?;
         let mut files = self.state.take().map(|s| s.closed).unwrap_or_default();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
@@ -410,18 +357,7 @@ impl DataFileWriter {
         // Dropping the encoders drops the channels without the final marker, which makes
         // each upload task abandon its upload.
         self.state = None;
-        let mut first_error = None;
-        for (location, upload) in mem::take(&mut self.uploads) {
-            if let Ok(Ok(())) = upload.await {
-                match self.plan.store.delete(&location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(Error::store(&location, e));
-                    }
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        delete_uploaded(self.plan.store.as_ref(), mem::take(&mut self.uploads)).await
     }
 
     /// Run `f` on the state off the async executor and put the state back.
@@ -451,7 +387,7 @@ impl DataFileWriter {
 }
 
 /// The batch must carry the dataset's columns, in order, with the dataset's types.
-fn check_batch(schema: &Schema, batch: &RecordBatch) -> Result<()> {
+pub(crate) fn check_batch(schema: &Schema, batch: &RecordBatch) -> Result<()> {
     let found = batch.schema();
     for field in schema.fields() {
         let Some((i, got)) = found.column_with_name(field.name()) else {
@@ -501,12 +437,26 @@ fn check_batch(schema: &Schema, batch: &RecordBatch) -> Result<()> {
     Ok(())
 }
 
-/// Split `batch` by group, buffer and encode, roll big files, then enforce the budget.
+/// Split `batch` by group, then [`add_groups`].
 fn ingest(plan: &Plan, state: &mut State, batch: &RecordBatch) -> Result<()> {
-    let props = state
-        .props
-        .get_or_insert_with(|| choose_properties(plan, batch));
-    let groups = split(plan, batch)?;
+    if state.props.is_none() {
+        state.props = Some(choose_properties(plan, &plan.grouping.data(batch)?));
+    }
+    let groups = plan.grouping.split(batch)?;
+    add_groups(plan, state, groups)
+}
+
+/// Buffer the rows of `groups` in their files (opened as needed) and encode, roll big
+/// files, then enforce the budget.
+fn add_groups(plan: &Plan, state: &mut State, groups: Vec<Group>) -> Result<()> {
+    let props = match state.props.take() {
+        Some(props) => props,
+        None => match groups.first() {
+            Some(group) => choose_properties(plan, &group.batch),
+            None => return Ok(()),
+        },
+    };
+    let props = &*state.props.insert(props);
     // A partition value too long for a directory name fails the batch before any of its
     // files is opened, as bad input (not retried): the store would refuse the path ("File
     // name too long") only once the file's bytes were uploaded.
@@ -620,132 +570,6 @@ fn close_all(plan: &Plan, state: &mut State) -> Result<()> {
     close_files(plan, state, &keys)
 }
 
-/// The rows of one batch that belong to one (partition, bucket).
-struct Group {
-    key: GroupKey,
-    partition_values: Vec<ScalarValue>,
-    bucket: Option<u32>,
-    /// The group's rows, in compact arrays of their own (or, when the whole batch is one
-    /// group, the batch's).
-    batch: RecordBatch,
-}
-
-/// Split a batch into per-(partition, bucket) batches of the stored columns.
-///
-/// Rows are put in group order by one counting sort; each group's rows are then one
-/// `take` of that order's range.
-fn split(plan: &Plan, batch: &RecordBatch) -> Result<Vec<Group>> {
-    let data = RecordBatch::try_new(
-        Arc::clone(&plan.file_schema),
-        plan.data_idx
-            .iter()
-            .map(|&i| Arc::clone(batch.column(i)))
-            .collect(),
-    )
-    .map_err(|e| Error::arrow("selecting stored columns", e))?;
-    let buckets = match plan.layout.num_buckets {
-        Some(n) => {
-            let columns: Vec<ArrayRef> = plan
-                .bucket_idx
-                .iter()
-                .map(|&i| Arc::clone(batch.column(i)))
-                .collect();
-            Some(bucket_ids(&columns, n)?)
-        }
-        None => None,
-    };
-    let partition_columns: Vec<ArrayRef> = plan
-        .partition_idx
-        .iter()
-        .map(|&i| Arc::clone(batch.column(i)))
-        .collect();
-    let rows = match &plan.partition_rows {
-        Some(converter) => Some(
-            converter
-                .convert_columns(&partition_columns)
-                .map_err(|e| Error::arrow("encoding partition values", e))?,
-        ),
-        None => None,
-    };
-
-    // Group ids in order of first appearance, and each row's group.
-    let num_rows = batch.num_rows();
-    let mut first_row: Vec<usize> = Vec::new();
-    let mut group_of: Vec<u32> = Vec::with_capacity(num_rows);
-    {
-        let mut ids: HashMap<(&[u8], Option<u32>), u32> = HashMap::default();
-        for row in 0..num_rows {
-            let bucket = buckets.as_ref().map(|b| b[row]);
-            let bytes: &[u8] = rows.as_ref().map_or(&[], |r| r.row(row).data());
-            // Group ids fit u32: there are at most as many groups as rows.
-            let next = first_row.len() as u32;
-            let id = *ids.entry((bytes, bucket)).or_insert(next);
-            if id == next {
-                first_row.push(row);
-            }
-            group_of.push(id);
-        }
-    }
-    let describe = |first: usize| -> Result<(GroupKey, Vec<ScalarValue>, Option<u32>)> {
-        let bucket = buckets.as_ref().map(|b| b[first]);
-        let bytes: Box<[u8]> = rows
-            .as_ref()
-            .map_or_else(|| Box::from(&[][..]), |r| Box::from(r.row(first).data()));
-        let partition_values = partition_columns
-            .iter()
-            .map(|c| {
-                ScalarValue::try_from_array(c, first)
-                    .map_err(|e| Error::datafusion("reading partition values", e))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(((bytes, bucket), partition_values, bucket))
-    };
-    if first_row.len() == 1 {
-        let (key, partition_values, bucket) = describe(0)?;
-        return Ok(vec![Group {
-            key,
-            partition_values,
-            bucket,
-            batch: data,
-        }]);
-    }
-
-    // Counting sort: the rows of group g end up at offsets[g]..offsets[g + 1].
-    let mut offsets = vec![0u32; first_row.len() + 1];
-    for &g in &group_of {
-        offsets[g as usize + 1] += 1;
-    }
-    for g in 1..offsets.len() {
-        offsets[g] += offsets[g - 1];
-    }
-    let mut cursor = offsets.clone();
-    let mut order = vec![0u32; num_rows];
-    for (row, &g) in group_of.iter().enumerate() {
-        let at = &mut cursor[g as usize];
-        // Row indices fit u32: Arrow batches are limited far below 4 billion rows.
-        order[*at as usize] = row as u32;
-        *at += 1;
-    }
-    let order = UInt32Array::from(order);
-    first_row
-        .into_par_iter()
-        .enumerate()
-        .map(|(g, first)| {
-            let (key, partition_values, bucket) = describe(first)?;
-            let start = offsets[g] as usize;
-            let len = offsets[g + 1] as usize - start;
-            let batch = take_record_batch(&data, &order.slice(start, len))
-                .map_err(|e| Error::arrow("splitting rows by partition and bucket", e))?;
-            Ok(Group {
-                key,
-                partition_values,
-                bucket,
-                batch,
-            })
-        })
-        .collect()
-}
-
 /// Rows of the first batch whose distinct values decide each column's encoding.
 const DICTIONARY_SAMPLE_ROWS: usize = 16 * 1024;
 
@@ -771,7 +595,7 @@ const DATA_PAGE_ROWS: usize = 8 * 1024;
 /// Columns with few distinct values (flags, dates, quantities) keep their dictionaries,
 /// which make the files smaller and zstd's work lighter. This
 /// is polars's rule too: it dictionary-encodes a column only when a sample says the
-/// values repeat.
+/// values repeat. `batch` holds the stored columns (the file schema).
 fn choose_properties(plan: &Plan, batch: &RecordBatch) -> WriterProperties {
     if plan.options.scratch {
         return plan.props.clone();
@@ -779,8 +603,7 @@ fn choose_properties(plan: &Plan, batch: &RecordBatch) -> WriterProperties {
     let sample = batch.slice(0, batch.num_rows().min(DICTIONARY_SAMPLE_ROWS));
     let schema = batch.schema();
     let mut builder = plan.props.clone().into_builder();
-    for &i in &plan.data_idx {
-        let column = sample.column(i);
+    for (i, column) in sample.columns().iter().enumerate() {
         if !dictionary_candidate(column.data_type()) || column.is_empty() {
             continue;
         }
@@ -1001,13 +824,15 @@ fn sort_batch(batch: &RecordBatch, columns: &[usize]) -> Result<RecordBatch> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use arrow::array::{Float64Array, Int32Array, Int64Array, StringArray};
+    use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field};
     use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
     use object_store::local::LocalFileSystem;
     use object_store::memory::InMemory;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+    use crate::layout::bucket_ids;
     use crate::reader::{ScanRequest, read_data_files};
 
     /// One row of the test dataset; `id` is unique.
