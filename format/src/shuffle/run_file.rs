@@ -76,6 +76,10 @@ pub struct RunFile {
     pub groups: Vec<RunGroup>,
 }
 
+/// (partition path, [(bucket, rows)]) for consecutive groups of one path: how a run's
+/// groups are serialised.
+type PathGroups = (String, Vec<(Option<u32>, u64)>);
+
 /// The serialised form of a [`RunFile`]: groups by partition path, in order.
 #[derive(Serialize, Deserialize)]
 struct RunFileWire {
@@ -84,13 +88,12 @@ struct RunFileWire {
     tail_offset: u64,
     rows: u64,
     block_rows: Vec<u32>,
-    /// (partition path, [(bucket, rows)]) for consecutive groups of one path.
-    groups: Vec<(String, Vec<(Option<u32>, u64)>)>,
+    groups: Vec<PathGroups>,
 }
 
 impl From<RunFile> for RunFileWire {
     fn from(run: RunFile) -> Self {
-        let mut groups: Vec<(String, Vec<(Option<u32>, u64)>)> = Vec::new();
+        let mut groups: Vec<PathGroups> = Vec::new();
         for group in run.groups {
             let entry = (group.key.bucket, group.rows);
             match groups.last_mut() {
@@ -270,7 +273,7 @@ mod tests {
 
     #[test]
     fn keys_order_by_path_then_bucket_and_read_well() {
-        let mut keys = vec![
+        let mut keys = [
             key("d=2", Some(0)),
             key("d=10", Some(1)),
             key("d=10", Some(0)),
