@@ -24,7 +24,7 @@
 //! listing, the latest version, the put-if-absent of a version, the `_latest` hint), and
 //! every name below a dataset root is built and recognised by one module: the `_terrace/`
 //! files, and the staging files of jobs, whose paths the planner and the job system build
-//! with [`staging_dir`], [`new_map_attempt_dir`], [`new_report_path`],
+//! with [`staging_dir`], [`new_map_attempt_dir`], [`new_report_path`], [`new_runs_report_path`],
 //! [`new_query_part_path`] and [`query_result_path`]. gc removes only names that module
 //! recognises.
 //!
@@ -96,7 +96,8 @@ pub use manifest::{
     decode_file_report, encode_file_report, is_stats_type,
 };
 pub use names::{
-    new_map_attempt_dir, new_query_part_path, new_report_path, query_result_path, staging_dir,
+    new_map_attempt_dir, new_query_part_path, new_report_path, new_runs_report_path,
+    query_result_path, staging_dir,
 };
 pub use nan::{may_hold_nan, nan_free};
 pub use pause::PAUSE_BEFORE_PUT_VAR;

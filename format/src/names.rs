@@ -31,6 +31,8 @@
 //! |---|---|---|
 //! | `<staging>/map-<5 digits>-<8 hex>/<data-file path>` | one attempt of a map task (shuffle pieces) | [`new_map_attempt_dir`] |
 //! | `<staging>/reports/<task>-<uuid>.parquet` | a write, map or reduce task (the files it wrote) | [`new_report_path`] |
+//! | `<staging>/reports/<task>-<uuid>.json` | a map task of a shuffle through sorted runs (the runs it wrote) | [`new_runs_report_path`] |
+//! | `<staging>/map-<5 digits>-<8 hex>/run-<5 digits>-<uuid>.arrow` | a map task of a shuffle through sorted runs | `RunWriter` |
 //! | `<staging>/parts/part-<5 digits>-<uuid>.parquet` | a query's read task | [`new_query_part_path`] |
 //! | `<staging>/result.parquet` | a query's gather task | [`query_result_path`] |
 //!
@@ -118,6 +120,12 @@ pub fn new_map_attempt_dir(staging: &str, map_index: usize) -> String {
 /// `<staging>/reports/<name>-<uuid>.parquet`.
 pub fn new_report_path(staging: &str, name: &str) -> String {
     format!("{staging}/reports/{name}-{}.parquet", uuid::Uuid::new_v4())
+}
+
+/// A new path, below the run's `staging` directory, for the description of the sorted
+/// runs the map task `name` (`map-00003`) wrote: `<staging>/reports/<name>-<uuid>.json`.
+pub fn new_runs_report_path(staging: &str, name: &str) -> String {
+    format!("{staging}/reports/{name}-{}.json", uuid::Uuid::new_v4())
 }
 
 /// A new path, below the query run's `staging` directory, for the part read task

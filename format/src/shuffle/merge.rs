@@ -96,17 +96,18 @@ impl RunMerge {
             .filter(|r| !r.groups_in(range).is_empty())
             .count();
         let window = options.memory_budget as u64 / selected.max(1) as u64;
-        let opened: Vec<Option<RunCursor>> = stream::iter(runs)
+        // Each opening owns what it reads: a future borrowing the closure's captures is
+        // not `Send` for every lifetime, which a task handler needs.
+        let opened: Vec<Option<RunCursor>> = stream::iter(runs.iter().cloned())
             .map(|run| {
-                RunCursor::open(
-                    Arc::clone(&store),
-                    root,
-                    run,
-                    range,
-                    &run_schema,
-                    Arc::clone(&grouping.file_schema),
-                    window,
-                )
+                let store = Arc::clone(&store);
+                let (root, range) = (root.clone(), range.clone());
+                let run_schema = Arc::clone(&run_schema);
+                let file_schema = Arc::clone(&grouping.file_schema);
+                async move {
+                    RunCursor::open(store, &root, &run, &range, &run_schema, file_schema, window)
+                        .await
+                }
             })
             .buffered(OPENING_AT_ONCE)
             .try_collect()
