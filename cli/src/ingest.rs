@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use terrace_format::{InputFormat, Layout};
 use terrace_jobs::JobRecord;
-use terrace_jobs::kinds::{IngestMode, IngestRequest, plan_ingest};
+use terrace_jobs::kinds::{IngestMode, IngestRequest, ShuffleMethod, plan_ingest};
 use terrace_planner::{SchemaField, schema_from_fields};
 
 use terrace_planner::human_bytes;
@@ -33,6 +33,15 @@ pub enum ModeArg {
     Append,
     /// Replace the partitions written to.
     Overwrite,
+}
+
+/// How a shuffle carries rows, on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ShuffleMethodArg {
+    /// Sorted runs per map task: memory and files do not grow with the group count.
+    Runs,
+    /// A piece per map task and group, copied by row group into the group's file.
+    Pieces,
 }
 
 /// `terrace ingest`.
@@ -66,6 +75,9 @@ pub struct IngestArgs {
     /// Shuffle through staging: one file per (partition, bucket).
     #[arg(long)]
     pub shuffle: bool,
+    /// How the shuffle carries rows [default: runs].
+    #[arg(long, value_name = "METHOD", requires = "shuffle")]
+    pub shuffle_method: Option<ShuffleMethodArg>,
     /// Input format (default: from each file's extension).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
@@ -140,6 +152,10 @@ impl IngestArgs {
             sort_by: self.sort_by.clone(),
             row_group_rows: self.row_group_rows.map(|n| n as usize),
             shuffle: self.shuffle,
+            shuffle_method: match self.shuffle_method {
+                None | Some(ShuffleMethodArg::Runs) => ShuffleMethod::Runs,
+                Some(ShuffleMethodArg::Pieces) => ShuffleMethod::Pieces,
+            },
             mode: match self.mode {
                 ModeArg::Append => IngestMode::Append,
                 ModeArg::Overwrite => IngestMode::Overwrite,

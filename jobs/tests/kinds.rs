@@ -10,8 +10,8 @@ use arrow::array::{Int64Array, StringArray};
 use futures::TryStreamExt;
 use terrace_format::{Dataset, Layout};
 use terrace_jobs::kinds::{
-    IngestMode, IngestRequest, QueryRequest, QueryResult, plan_delete, plan_gc, plan_ingest,
-    plan_query, read_query_result,
+    IngestMode, IngestRequest, QueryRequest, QueryResult, ShuffleMethod, plan_delete, plan_gc,
+    plan_ingest, plan_query, read_query_result,
 };
 use terrace_jobs::{JobRecord, JobState};
 
@@ -72,8 +72,9 @@ fn succeeded(job: &JobRecord) {
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
 }
 
-/// Ingest ids `0..rows` from two CSV files, one map task each, with a shuffle into a
-/// dataset partitioned on origin (and indexing `index_columns`); the job and the files.
+/// Ingest ids `0..rows` from two CSV files, one map task each, with a shuffle through
+/// staged pieces into a dataset partitioned on origin (and indexing `index_columns`);
+/// the job and the files.
 async fn shuffle_two_files(
     env: &Env,
     rows: i64,
@@ -95,6 +96,7 @@ async fn shuffle_two_files(
                 index_columns,
                 split_bytes: Some(1),
                 shuffle: true,
+                shuffle_method: ShuffleMethod::Pieces,
                 ..Default::default()
             })
             .await
@@ -134,6 +136,92 @@ async fn shuffle_combines_big_pieces_by_their_row_groups() {
     let staging = std::path::Path::new(&dataset).join("_terrace/staging");
     let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "the commit removed the staged pieces");
+}
+
+/// A shuffle through sorted runs makes the same dataset as one through pieces, at a
+/// group count where pieces cost a file per map task and group: every group is one file
+/// holding its rows from every map task, with the same partition values and buckets, and
+/// the staging is gone after the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shuffle_through_runs_writes_the_dataset_a_shuffle_through_pieces_does() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    for (name, rows) in [
+        ("a.csv", 0..3_000),
+        ("b.csv", 3_000..6_000),
+        ("c.csv", 6_000..9_000),
+    ] {
+        write_csv(&input, name, rows);
+    }
+    let mut datasets = Vec::new();
+    for method in [ShuffleMethod::Runs, ShuffleMethod::Pieces] {
+        let dataset = env.path(&format!("lake-{method:?}"));
+        let job = env
+            .run(
+                plan_ingest(IngestRequest {
+                    inputs: vec![format!("{}/*.csv", input.display())],
+                    dataset: dataset.clone(),
+                    // 3 origins x 17 tails x 4 buckets: 204 groups.
+                    layout: Layout {
+                        partition_on: vec!["origin".into(), "tail".into()],
+                        bucket_by: vec!["id".into()],
+                        num_buckets: Some(4),
+                    },
+                    index_columns: vec!["delay".into()],
+                    split_bytes: Some(1),
+                    shuffle: true,
+                    shuffle_method: method,
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+            )
+            .await;
+        succeeded(&job);
+        // The map tasks say what they staged: run descriptions, or file reports.
+        let reported: Vec<bool> = env
+            .queue
+            .stage_results(job.id, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, result)| result.get("runs_report").is_some())
+            .collect();
+        assert_eq!(reported.len(), 3, "{method:?}: a map task per input");
+        let through_runs = method == ShuffleMethod::Runs;
+        assert!(
+            reported.iter().all(|&r| r == through_runs),
+            "{method:?}: {reported:?}"
+        );
+        assert_eq!(job.rows, 9_000, "{method:?}: rows counted once");
+        assert_eq!(
+            ids(&dataset).await,
+            (0..9_000).collect::<Vec<_>>(),
+            "{method:?}"
+        );
+        let staging = std::path::Path::new(&dataset).join("_terrace/staging");
+        let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "{method:?}: the commit removed the staging");
+        let mut groups: Vec<(String, Option<u32>, u64)> = Dataset::open(&dataset)
+            .await
+            .unwrap()
+            .files()
+            .await
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+                (dir, f.bucket, f.num_rows)
+            })
+            .collect();
+        groups.sort();
+        assert_eq!(groups.len(), 204, "{method:?}: one file per group");
+        datasets.push(groups);
+    }
+    assert_eq!(
+        datasets[0], datasets[1],
+        "the same groups, buckets and rows"
+    );
 }
 
 /// A dataset with a secondary index is combined by copying too, and each combined file's
@@ -608,6 +696,8 @@ async fn queries_on_a_float_column_with_nan_return_every_matching_row() {
                 dataset: dataset.clone(),
                 split_bytes: Some(1),
                 shuffle: true,
+                // The pieces' row groups are copied with their NaN counts.
+                shuffle_method: ShuffleMethod::Pieces,
                 ..Default::default()
             })
             .await

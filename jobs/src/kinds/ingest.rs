@@ -49,6 +49,21 @@ pub enum IngestMode {
     Overwrite,
 }
 
+/// How a shuffle carries each (partition, bucket) group's rows from the map tasks to the
+/// reduce task that writes the group's file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShuffleMethod {
+    /// Map tasks sort their rows by group into a few runs; each reduce task merges its
+    /// groups from every run (`shuffle.rs`). Memory and files do not grow with the
+    /// number of groups.
+    #[default]
+    Runs,
+    /// Map tasks write a piece per group in the final encoding, which the reduce copies
+    /// into the group's file row group by row group: a file per map task and group.
+    Pieces,
+}
+
 /// An ingest as a user asks for it.
 #[derive(Debug, Clone, Default)]
 pub struct IngestRequest {
@@ -70,6 +85,8 @@ pub struct IngestRequest {
     pub row_group_rows: Option<usize>,
     /// Map / reduce through staging: one file per (partition, bucket).
     pub shuffle: bool,
+    /// How the shuffle carries rows (default [`ShuffleMethod::Runs`]).
+    pub shuffle_method: ShuffleMethod,
     /// Append, or overwrite the partitions written.
     pub mode: IngestMode,
     /// Columns with a secondary index (only when the dataset is created).
@@ -132,14 +149,18 @@ pub struct IngestSpec {
     /// scratch pieces, hence the default.
     #[serde(default)]
     pub concat_pieces: bool,
+    /// Whether a shuffle goes through sorted runs (see `shuffle.rs`) rather than pieces
+    /// per group. Jobs planned before this existed staged pieces, hence the default.
+    #[serde(default)]
+    pub shuffle_runs: bool,
 }
 
 impl IngestSpec {
-    fn schema(&self) -> Result<SchemaRef> {
+    pub(super) fn schema(&self) -> Result<SchemaRef> {
         schema_from_fields(&self.schema).map_err(Error::planner("reading the job's schema"))
     }
 
-    fn input_schema(&self) -> Result<SchemaRef> {
+    pub(super) fn input_schema(&self) -> Result<SchemaRef> {
         schema_from_fields(&self.input_schema)
             .map_err(Error::planner("reading the job's input schema"))
     }
@@ -280,7 +301,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     // Datasets with indices are combined by copying too: the reduce reads a combined
     // file's index values from its pieces' indexed columns, which is cheaper than
     // encoding the pieces again.
-    let concat_pieces = request.shuffle;
+    let concat_pieces = request.shuffle && request.shuffle_method == ShuffleMethod::Pieces;
     // An overwrite is idempotent by itself (a re-run replaces the same partitions with
     // the same rows), and a key derived from its inputs would make it wrong: overwrite p
     // from A, then from B, then from A again must restore A, not be a no-op. So only
@@ -320,6 +341,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         add_columns: request.add_columns,
         staging: plan.staging.clone(),
         concat_pieces,
+        shuffle_runs: request.shuffle && request.shuffle_method == ShuffleMethod::Runs,
     };
     let mut job = NewJob::new(
         KIND_INGEST,
@@ -415,6 +437,12 @@ pub(crate) async fn run(
             let files = finish(writer, files).await?;
             report(spec, &loc, &name, &files, "", Counted::RowsAndBytes).await
         }
+        WriteTask::Map { index, split } if spec.shuffle_runs => {
+            super::shuffle::map(spec, &loc, index, split).await
+        }
+        WriteTask::Reduce { index, of, .. } if spec.shuffle_runs => {
+            super::shuffle::reduce(spec, &loc, task, ctx, index, of).await
+        }
         WriteTask::Map { index, split } => {
             // A directory per attempt: a zombie attempt's pieces never mix with this one's.
             let dir = terrace_format::new_map_attempt_dir(&spec.staging, index);
@@ -492,7 +520,7 @@ pub(crate) async fn run(
     }
 }
 
-fn read_err(e: terrace_format::Error) -> Error {
+pub(super) fn read_err(e: terrace_format::Error) -> Error {
     Error::format("reading an input")(e)
 }
 
@@ -534,7 +562,7 @@ fn piece_options(spec: &IngestSpec, loc: &Location) -> WriterOptions {
     }
 }
 
-fn writer_options(spec: &IngestSpec, loc: &Location, scratch: bool) -> WriterOptions {
+pub(super) fn writer_options(spec: &IngestSpec, loc: &Location, scratch: bool) -> WriterOptions {
     WriterOptions {
         index_columns: spec.index_columns.clone(),
         sort_by: spec.sort_by.clone(),
@@ -586,14 +614,14 @@ async fn finish(writer: DataFileWriter, written: Result<()>) -> Result<Vec<DataF
 /// tasks read them (the stage that takes the time, so the bar moves), bytes as the reduce
 /// tasks write the dataset's files (staged pieces are not what the dataset holds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Counted {
+pub(super) enum Counted {
     RowsAndBytes,
     Rows,
     Bytes,
 }
 
 /// Report `files` (paths below `dir`, relative to the dataset root) as the task's result.
-async fn report(
+pub(super) async fn report(
     spec: &IngestSpec,
     loc: &Location,
     name: &str,

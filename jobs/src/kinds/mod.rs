@@ -31,6 +31,7 @@ mod common;
 mod ingest;
 mod maintenance;
 mod query;
+mod shuffle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,7 @@ use crate::worker::{TaskContext, TaskError, TaskHandler};
 
 pub use commits::{CommitLookup, JobCommit, committing_job, find_job_commit};
 pub use common::delete_prefix;
-pub use ingest::{IngestMode, IngestRequest, IngestSpec, inputs_key, plan_ingest};
+pub use ingest::{IngestMode, IngestRequest, IngestSpec, ShuffleMethod, inputs_key, plan_ingest};
 pub use maintenance::{DeleteSpec, GcSpec, plan_delete, plan_gc};
 pub use query::{
     PlannedRead, QueryRequest, QueryResult, QuerySpec, RegionQuery, plan_query, plan_query_read,
