@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -372,16 +373,112 @@ with open(sys.argv[1], "w") as f:
 """
 
 
-def measure(argv, cwd: Path, log: Path) -> Run:
+# How often the watchdog reads the measured process tree's RSS.
+POLL_S = 0.2
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def children_of(pid: int) -> list:
+    """The pids whose parent is `pid`: from each of its threads' `children` list where the
+    kernel keeps one (a few small reads per process), else from a scan of every process."""
+    if CHILDREN_LISTS:
+        kids = []
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                kids += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+        except OSError:   # gone meanwhile
+            pass
+        return kids
+    kids = []
+    for entry in os.scandir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        # The fields after the command name (which may hold spaces and parentheses):
+        # state, ppid, ...
+        if stat and int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            kids.append(int(entry.name))
+    return kids
+
+
+CHILDREN_LISTS = Path(f"/proc/self/task/{os.getpid()}/children").exists()
+
+
+def process_tree(root: int) -> dict:
+    """{pid: resident bytes} of `root`'s descendants (not `root` itself), from /proc."""
+    tree, todo = {}, children_of(root)
+    while todo:
+        pid = todo.pop()
+        try:
+            tree[pid] = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            tree[pid] = 0
+        todo += children_of(pid)
+    return tree
+
+
+def human_bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def kill_tree(proc: subprocess.Popen):
+    """SIGKILL the launcher's process group (it leads one of its own) and any descendant
+    that left the group, then reap the launcher."""
+    stray = process_tree(proc.pid)
+    for kill, target in [(os.killpg, proc.pid)] + [(os.kill, pid) for pid in stray]:
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.wait()
+
+
+def watch(proc: subprocess.Popen, max_rss: int | None, timeout: float | None) -> str | None:
+    """Wait for `proc`; kill its tree when the RSS summed over its descendants exceeds
+    `max_rss` bytes or it runs longer than `timeout` seconds (None or 0: no limit), and
+    say why. On this shared machine one runaway system must not take the others down."""
+    start = time.monotonic()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            elapsed = time.monotonic() - start
+            if timeout and elapsed > timeout:
+                reason = f"killed: over {timeout:g} s"
+            elif max_rss and sum(process_tree(proc.pid).values()) > max_rss:
+                reason = f"killed: RSS above {human_bytes(max_rss)} after {elapsed:.0f} s"
+            else:
+                continue
+            kill_tree(proc)
+            return reason
+    except BaseException:   # Ctrl-C reaches the harness only: the child has its own session
+        kill_tree(proc)
+        raise
+
+
+def measure(argv, cwd: Path, log: Path, max_rss: int | None = None, timeout: float | None = None) -> Run:
     """Run `argv` to completion: wall time of the whole process and its peak RSS.
 
     The launcher takes both from the child's wait4 (ru_maxrss is in KiB on Linux). terrace
     runs its workers in-process with the SQLite queue, so its figure covers the whole job.
+    A run above `max_rss` (bytes, summed over the process tree, polled every POLL_S s) or
+    longer than `timeout` s is killed with its whole process group and fails the step
+    with the reason ("killed: RSS above 12.0 GiB after 81 s", "killed: over 900 s").
     """
     usage = log.with_suffix(".rusage")
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(usage), *map(str, argv)]
     with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
-        subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, str(usage), *map(str, argv)],
-                       cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, check=True)
+        proc = subprocess.Popen(launcher, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        killed = watch(proc, max_rss, timeout)
+    if killed:
+        raise StepFailed(f"{killed}\n    " + " ".join(map(str, argv))[:2000])
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, launcher)
     figures = json.loads(usage.read_text())
     if figures["code"] != 0:
         tail = log.with_suffix(".err").read_text(errors="replace").strip().splitlines()[-15:]
@@ -684,7 +781,8 @@ def interleaved(args, step: Step, systems, argv_for, out_for, after_run):
             work.mkdir(parents=True)
             out = out_for(system, k)
             try:
-                run = measure(argv_for(system, out, work / "queue.db"), work, work / "log")
+                run = measure(argv_for(system, out, work / "queue.db"), work, work / "log",
+                              max_rss=args.max_rss, timeout=args.run_timeout)
                 run.bytes, run.files, run.data_files = walk(out)
                 after_run(system, k, out)
             except (StepFailed, AssertionError, subprocess.CalledProcessError, OSError) as e:
@@ -1004,6 +1102,28 @@ def report(args, info, started, case_list, all_steps, queue) -> str:
 
 # --- main --------------------------------------------------------------------------------------
 
+CASES = ("lineitem", "flights", "queue")
+SIZE_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def size_arg(text: str) -> int:
+    """Bytes from 12GiB, 12G, 800MiB, 800M (binary units; a unit is required, except for 0)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?)?\s*", text, re.IGNORECASE)
+    if not m or (m.group(2) is None and float(m.group(1)) != 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 12GiB or 800MiB (0: no limit)")
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2).lower()] if m.group(2) else 0)
+
+
+def seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0: no limit)")
+    return value
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1021,6 +1141,11 @@ def parse_args():
                    help="l_orderkey of the point query (default 3000000 at SF 1, an existing key near 3000000*SF at others)")
     p.add_argument("--no-shuffle", action="store_true",
                    help="ingest with terrace without --shuffle (files per write task, not one per partition x bucket)")
+    p.add_argument("--max-rss", type=size_arg, default=12 * 2**30, metavar="SIZE",
+                   help="kill a run whose RSS, summed over its process tree (polled every 0.2 s), exceeds "
+                        "SIZE (e.g. 12GiB, 800MiB; 0: no limit); it fails that step (default 12GiB)")
+    p.add_argument("--run-timeout", type=seconds_arg, default=900.0, metavar="SECONDS",
+                   help="kill a run that takes longer (0: no limit); it fails that step (default 900)")
     p.add_argument("--queue-tasks", help="TERRACE_BENCH_TASKS for the queue benches (default 20000; 2000 with --quick)")
     p.add_argument("--queue-backends", default="sqlite,postgres", help="TERRACE_BENCH_BACKENDS")
     p.add_argument("--queue-procs", type=int, default=0, help="TERRACE_BENCH_PROCS for terrace's queue bench")
@@ -1034,8 +1159,7 @@ def parse_args():
     args.results_dir = args.results_dir or ROOT / ("target/bench-results" if args.quick else "bench/results")
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [c for c in args.only if c not in ("lineitem", "flights", "queue")] + \
-              [s for s in args.systems if s not in SYSTEMS]
+    unknown = [c for c in args.only if c not in CASES] + [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown case or system: {', '.join(unknown)}")
     build = args.terrace is None
