@@ -318,11 +318,12 @@ def child_main(system, action, spec_json):
 
 # --- terrace, through its CLI ------------------------------------------------------------
 
-def terrace_ingest_argv(args, case, variant, out, queue):
-    argv = [args.terrace, "ingest", *case.inputs[variant], "--into", str(out),
-            "--partition-on", *case.partition_on, "--bucket-by", *case.bucket_by,
-            "--buckets", str(case.buckets), "--db", str(queue)]
-    return argv + ([] if args.no_shuffle else ["--shuffle"])
+def terrace_ingest_argv(args, inputs, out, queue, partition_on, bucket_by=(), buckets=0, shuffle=False):
+    """`terrace ingest`; `--bucket-by`/`--buckets` only with buckets, `--shuffle` only if asked."""
+    argv = [args.terrace, "ingest", *inputs, "--into", str(out), "--partition-on", *partition_on]
+    if buckets:
+        argv += ["--bucket-by", *bucket_by, "--buckets", str(buckets)]
+    return argv + ["--db", str(queue)] + (["--shuffle"] if shuffle else [])
 
 
 def terrace_query_argv(args, q: Query, dataset, out, queue):
@@ -808,7 +809,8 @@ def run_case(args, case: Case) -> list:
 
         def argv_for(system, out, queue, variant=variant):
             if system == "terrace":
-                return terrace_ingest_argv(args, case, variant, out, queue)
+                return terrace_ingest_argv(args, files, out, queue, case.partition_on, case.bucket_by,
+                                           case.buckets, shuffle=not args.no_shuffle)
             return child_argv(system, "ingest", {
                 "inputs": files, "format": variant, "out": str(out), "case": case.name,
                 "partition_on": case.partition_on, "bucket_by": case.bucket_by, "buckets": case.buckets})
