@@ -175,7 +175,10 @@ fn restore_sigpipe() {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 | 1 => "warn",
+        // sqlx warns of every connection it loses; the client says in one line what an
+        // outage means for the command (session.rs), so those warnings wait for -v.
+        0 => "warn,sqlx=error",
+        1 => "warn",
         2 => "info",
         _ => "debug",
     };
