@@ -1,11 +1,17 @@
 //! Ingest: input files into a dataset, through the planner's write plan (write, or map
 //! and reduce through staging), then exactly one commit.
 //!
-//! With a shuffle, map tasks write each (partition, bucket) group's rows as pieces in
-//! the final encoding and a reduce task combines a group's pieces by copying their row
-//! groups into one file ([`concat_data_files`], which also reads the file's index values
-//! from the pieces' indexed columns); a group whose pieces would make row groups of fewer than 8 Ki rows on
-//! average is decoded and encoded again instead.
+//! A shuffle carries each (partition, bucket) group's rows from the map tasks to the one
+//! reduce task that writes the group's file, in one of two ways ([`ShuffleMethod`]):
+//! - through sorted runs (the default, `shuffle.rs`): a map task writes a few Arrow IPC
+//!   runs sorted by group, whatever the number of groups, and a reduce task merges its
+//!   ranges of groups from every run, one file open at a time;
+//! - through pieces: map tasks write each group's rows as a piece in the final encoding
+//!   and a reduce task combines a group's pieces by copying their row groups into one
+//!   file ([`concat_data_files`], which also reads the file's index values from the
+//!   pieces' indexed columns); a group whose pieces would make row groups of fewer than
+//!   8 Ki rows on average is decoded and encoded again instead. A file per map task and
+//!   group, so it suits few groups only.
 //!
 //! The dataset is created by the commit of the first ingest, so a failed first ingest
 //! leaves nothing behind, nor does one whose inputs hold no rows ([`nothing_to_commit`]);
