@@ -75,7 +75,8 @@ pub struct IngestArgs {
     /// Shuffle through staging: one file per (partition, bucket).
     #[arg(long)]
     pub shuffle: bool,
-    /// How the shuffle carries rows [default: runs].
+    /// How the shuffle carries rows [default: runs when a sample of the first input holds
+    /// more than 256 (partition, bucket) groups, else pieces].
     #[arg(long, value_name = "METHOD", requires = "shuffle")]
     pub shuffle_method: Option<ShuffleMethodArg>,
     /// Input format (default: from each file's extension).
@@ -152,10 +153,10 @@ impl IngestArgs {
             sort_by: self.sort_by.clone(),
             row_group_rows: self.row_group_rows.map(|n| n as usize),
             shuffle: self.shuffle,
-            shuffle_method: match self.shuffle_method {
-                None | Some(ShuffleMethodArg::Runs) => ShuffleMethod::Runs,
-                Some(ShuffleMethodArg::Pieces) => ShuffleMethod::Pieces,
-            },
+            shuffle_method: self.shuffle_method.map(|m| match m {
+                ShuffleMethodArg::Runs => ShuffleMethod::Runs,
+                ShuffleMethodArg::Pieces => ShuffleMethod::Pieces,
+            }),
             mode: match self.mode {
                 ModeArg::Append => IngestMode::Append,
                 ModeArg::Overwrite => IngestMode::Overwrite,

@@ -96,7 +96,7 @@ async fn shuffle_two_files(
                 index_columns,
                 split_bytes: Some(1),
                 shuffle: true,
-                shuffle_method: ShuffleMethod::Pieces,
+                shuffle_method: Some(ShuffleMethod::Pieces),
                 ..Default::default()
             })
             .await
@@ -170,7 +170,7 @@ async fn a_shuffle_through_runs_writes_the_dataset_a_shuffle_through_pieces_does
                     index_columns: vec!["delay".into()],
                     split_bytes: Some(1),
                     shuffle: true,
-                    shuffle_method: method,
+                    shuffle_method: Some(method),
                     ..Default::default()
                 })
                 .await
@@ -222,6 +222,58 @@ async fn a_shuffle_through_runs_writes_the_dataset_a_shuffle_through_pieces_does
         datasets[0], datasets[1],
         "the same groups, buckets and rows"
     );
+}
+
+/// Without `shuffle_method`, a shuffle of many groups goes through runs and one of few
+/// through pieces, as a sample of the first input counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shuffle_is_chosen_by_the_number_of_groups_in_the_inputs() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    write_csv(&input, "a.csv", 0..3_000);
+    write_csv(&input, "b.csv", 3_000..6_000);
+    // 3 origins: 3 groups; 3 origins x 17 tails x 8 buckets: 408 groups.
+    let few = Layout {
+        partition_on: vec!["origin".into()],
+        ..Layout::default()
+    };
+    let many = Layout {
+        partition_on: vec!["origin".into(), "tail".into()],
+        bucket_by: vec!["id".into()],
+        num_buckets: Some(8),
+    };
+    for (name, layout, through_runs) in [("few", few, false), ("many", many, true)] {
+        let dataset = env.path(name);
+        let job = env
+            .run(
+                plan_ingest(IngestRequest {
+                    inputs: vec![format!("{}/*.csv", input.display())],
+                    dataset: dataset.clone(),
+                    layout,
+                    split_bytes: Some(1),
+                    shuffle: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+            )
+            .await;
+        succeeded(&job);
+        let results = env.queue.stage_results(job.id, 0).await.unwrap();
+        assert_eq!(results.len(), 2, "{name}: a map task per input");
+        for (_, result) in &results {
+            assert_eq!(
+                result.get("runs_report").is_some(),
+                through_runs,
+                "{name}: {result}"
+            );
+        }
+        assert_eq!(
+            ids(&dataset).await,
+            (0..6_000).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
 }
 
 /// A dataset with a secondary index is combined by copying too, and each combined file's
@@ -697,7 +749,7 @@ async fn queries_on_a_float_column_with_nan_return_every_matching_row() {
                 split_bytes: Some(1),
                 shuffle: true,
                 // The pieces' row groups are copied with their NaN counts.
-                shuffle_method: ShuffleMethod::Pieces,
+                shuffle_method: Some(ShuffleMethod::Pieces),
                 ..Default::default()
             })
             .await

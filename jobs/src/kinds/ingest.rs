@@ -2,8 +2,9 @@
 //! and reduce through staging), then exactly one commit.
 //!
 //! A shuffle carries each (partition, bucket) group's rows from the map tasks to the one
-//! reduce task that writes the group's file, in one of two ways ([`ShuffleMethod`]):
-//! - through sorted runs (the default, `shuffle.rs`): a map task writes a few Arrow IPC
+//! reduce task that writes the group's file, in one of two ways ([`ShuffleMethod`]),
+//! chosen by the number of groups in a sample of the first input unless the request says:
+//! - through sorted runs (`shuffle.rs`): a map task writes a few Arrow IPC
 //!   runs sorted by group, whatever the number of groups, and a reduce task merges its
 //!   ranges of groups from every run, one file open at a time;
 //! - through pieces: map tasks write each group's rows as a piece in the final encoding
@@ -57,13 +58,12 @@ pub enum IngestMode {
 
 /// How a shuffle carries each (partition, bucket) group's rows from the map tasks to the
 /// reduce task that writes the group's file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShuffleMethod {
     /// Map tasks sort their rows by group into a few runs; each reduce task merges its
     /// groups from every run (`shuffle.rs`). Memory and files do not grow with the
     /// number of groups.
-    #[default]
     Runs,
     /// Map tasks write a piece per group in the final encoding, which the reduce copies
     /// into the group's file row group by row group: a file per map task and group.
@@ -91,8 +91,9 @@ pub struct IngestRequest {
     pub row_group_rows: Option<usize>,
     /// Map / reduce through staging: one file per (partition, bucket).
     pub shuffle: bool,
-    /// How the shuffle carries rows (default [`ShuffleMethod::Runs`]).
-    pub shuffle_method: ShuffleMethod,
+    /// How the shuffle carries rows; by default chosen from a sample of the first input
+    /// (runs where it holds many groups, pieces where few).
+    pub shuffle_method: Option<ShuffleMethod>,
     /// Append, or overwrite the partitions written.
     pub mode: IngestMode,
     /// Columns with a secondary index (only when the dataset is created).
@@ -307,7 +308,12 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     // Datasets with indices are combined by copying too: the reduce reads a combined
     // file's index values from its pieces' indexed columns, which is cheaper than
     // encoding the pieces again.
-    let concat_pieces = request.shuffle && request.shuffle_method == ShuffleMethod::Pieces;
+    let method = match (request.shuffle, request.shuffle_method) {
+        (false, _) => None,
+        (true, Some(method)) => Some(method),
+        (true, None) => Some(super::shuffle::choose_method(&files, &input_schema, &layout).await?),
+    };
+    let concat_pieces = method == Some(ShuffleMethod::Pieces);
     // An overwrite is idempotent by itself (a re-run replaces the same partitions with
     // the same rows), and a key derived from its inputs would make it wrong: overwrite p
     // from A, then from B, then from A again must restore A, not be a no-op. So only
@@ -347,7 +353,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         add_columns: request.add_columns,
         staging: plan.staging.clone(),
         concat_pieces,
-        shuffle_runs: request.shuffle && request.shuffle_method == ShuffleMethod::Runs,
+        shuffle_runs: method == Some(ShuffleMethod::Runs),
     };
     let mut job = NewJob::new(
         KIND_INGEST,

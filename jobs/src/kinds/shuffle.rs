@@ -11,19 +11,83 @@
 //! whatever the group count. Staged pieces per group (the other shuffle) cost a file per
 //! map task per group instead.
 
+use std::collections::HashSet;
+
+use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, SortField};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use terrace_format::{
-    ClusteredWriter, GroupRange, InputSplit, Location, MergeOptions, RunFile, RunMerge, RunOptions,
-    RunWriter, conform_batch, read_split, split_group_ranges,
+    ClusteredWriter, GroupRange, InputFile, InputSplit, Layout, Location, MergeOptions, RunFile,
+    RunMerge, RunOptions, RunWriter, SplitPart, conform_batch, read_split, split_group_ranges,
 };
 
 use super::common::{get, put};
-use super::ingest::{Counted, IngestSpec, read_err, report, writer_options};
+use super::ingest::{Counted, IngestSpec, ShuffleMethod, read_err, report, writer_options};
 use crate::error::{Error, Result};
 use crate::model::{ClaimedTask, TaskId, TaskOutput};
 use crate::worker::TaskContext;
+
+/// Up to this many (partition, bucket) groups in the sample, a shuffle stages pieces:
+/// their row groups are copied, not encoded again, which is faster while each map task's
+/// share of a group is big; past it, a piece per map task and group costs more than the
+/// runs (bench/README.md, "Backfill").
+const PIECES_UP_TO_GROUPS: usize = 256;
+
+/// The shuffle for inputs `files` read as `input_schema` into `layout`: runs when the
+/// first batch of the first input already holds more than [`PIECES_UP_TO_GROUPS`]
+/// groups, pieces otherwise. Inputs sorted by the partition column look like few
+/// groups, and each map task then touches few groups too.
+pub(super) async fn choose_method(
+    files: &[InputFile],
+    input_schema: &SchemaRef,
+    layout: &Layout,
+) -> Result<ShuffleMethod> {
+    let Some(first) = files.first() else {
+        return Ok(ShuffleMethod::Pieces);
+    };
+    let split = InputSplit {
+        parts: vec![SplitPart {
+            file: first.clone(),
+            row_groups: None,
+        }],
+    };
+    // Dropping the stream stops the reader after its first batch.
+    let batch = match read_split(split, input_schema.clone()).next().await {
+        Some(batch) => batch.map_err(read_err)?,
+        None => return Ok(ShuffleMethod::Pieces),
+    };
+    let columns: Vec<_> = layout
+        .partition_on
+        .iter()
+        .filter_map(|c| batch.column_by_name(c).cloned())
+        .collect();
+    let partitions = if columns.is_empty() {
+        1
+    } else {
+        let fields = columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields)
+            .map_err(|e| Error::invalid("the partition columns", e.to_string()))?;
+        let rows = converter
+            .convert_columns(&columns)
+            .map_err(|e| Error::invalid("the partition columns", e.to_string()))?;
+        rows.iter()
+            .map(|r| r.as_ref().to_vec())
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    let buckets = layout.num_buckets.unwrap_or(1).max(1) as usize;
+    let groups = (partitions * buckets).min(batch.num_rows().max(1));
+    Ok(if groups > PIECES_UP_TO_GROUPS {
+        ShuffleMethod::Runs
+    } else {
+        ShuffleMethod::Pieces
+    })
+}
 
 /// What a map task reports: where its runs' descriptions are.
 #[derive(Debug, Serialize, Deserialize)]
