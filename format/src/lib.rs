@@ -48,6 +48,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blocking;
 mod commit;
 mod concat;
 mod datafile;

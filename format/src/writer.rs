@@ -65,6 +65,7 @@ use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use std::collections::HashMap as StdHashMap;
 
+use crate::blocking::step_blocking;
 use crate::datafile::DataFile;
 use crate::error::{Error, Result};
 use crate::group::{Group, GroupKey, Grouping};
@@ -365,21 +366,17 @@ impl DataFileWriter {
     where
         F: FnOnce(&Plan, &mut State) -> Result<()> + Send + 'static,
     {
-        let mut state = self.state.take().ok_or_else(|| Error::Task {
+        let state = self.state.take().ok_or_else(|| Error::Task {
             context: "writing data files".to_string(),
             reason: "the writer failed earlier and can only be aborted".to_string(),
         })?;
-        let plan = Arc::clone(&self.plan);
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = f(&plan, &mut state);
+        let measured = move |plan: &Plan, state: &mut State| {
+            let result = f(plan, state);
             state.open_bytes = state.open.values().map(OpenFile::memory).sum::<usize>();
-            (state, result)
-        })
-        .await;
-        let (mut state, result) = joined.map_err(|e| Error::Task {
-            context: "encoding data files".to_string(),
-            reason: e.to_string(),
-        })?;
+            result
+        };
+        let (mut state, result) =
+            step_blocking(&self.plan, state, "encoding data files", measured).await?;
         self.uploads.append(&mut state.new_uploads);
         self.state = Some(state);
         result

@@ -342,34 +342,18 @@ fn flags_that_would_be_ignored_are_usage_errors() {
     let (jobs_before, files_before) = (job_count(cwd), files(&cwd.join("lake")));
 
     refused(cwd, &["worker", "--concurrency", "0"], "--concurrency");
-    // How a shuffle carries rows means nothing without one.
-    for method in ["runs", "pieces"] {
-        refused(
-            cwd,
-            &[
-                "ingest",
-                "flights/*.csv",
-                "--into",
-                "lake/f",
-                "--shuffle-method",
-                method,
-            ],
-            "--shuffle",
-        );
-    }
-    refused(
-        cwd,
-        &[
-            "ingest",
-            "flights/*.csv",
-            "--into",
-            "lake/f",
-            "--shuffle",
+    // How a shuffle carries rows means nothing without one, and names a method.
+    let ingest = ["ingest", "flights/*.csv", "--into", "lake/f"];
+    for (flags, needle) in [
+        (&["--shuffle-method", "runs"][..], "--shuffle"),
+        (&["--shuffle-method", "pieces"], "--shuffle"),
+        (
+            &["--shuffle", "--shuffle-method", "fast"],
             "--shuffle-method",
-            "fast",
-        ],
-        "--shuffle-method",
-    );
+        ),
+    ] {
+        refused(cwd, &[&ingest[..], flags].concat(), needle);
+    }
     refused(cwd, &["--workers", "2", "worker"], "--workers");
     refused(cwd, &["worker", "--workers", "2"], "--concurrency");
     refused(

@@ -14,6 +14,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use super::run_file::{RunFile, RunGroup, ShuffleKey, run_schema};
+use crate::blocking::step_blocking;
 use crate::error::{Error, Result};
 use crate::group::Grouping;
 use crate::layout::{Layout, check_partition_values, partition_path};
@@ -228,21 +229,13 @@ impl RunWriter {
             context: "writing shuffle runs".to_string(),
             reason: "the writer failed earlier and can only be aborted".to_string(),
         };
-        let mut state = self.state.take().ok_or_else(failed)?;
+        let state = self.state.take().ok_or_else(failed)?;
         if state.failed {
             self.state = Some(state);
             return Err(failed());
         }
-        let plan = Arc::clone(&self.plan);
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = f(&plan, &mut state);
-            (state, result)
-        })
-        .await;
-        let (mut state, result) = joined.map_err(|e| Error::Task {
-            context: "sorting rows into runs".to_string(),
-            reason: e.to_string(),
-        })?;
+        let (mut state, result) =
+            step_blocking(&self.plan, state, "sorting rows into runs", f).await?;
         self.uploads.append(&mut state.new_uploads);
         self.state = Some(state);
         result

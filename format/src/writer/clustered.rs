@@ -192,6 +192,22 @@ mod tests {
     use crate::writer::WriterOptions;
     use crate::writer::tests::{Row, batch, check_files, layout, rows, schema, write_rows};
 
+    /// A clustered writer of the test dataset below `root`.
+    fn writer_at(
+        store: &Arc<dyn ObjectStore>,
+        root: &str,
+        options: WriterOptions,
+    ) -> ClusteredWriter {
+        ClusteredWriter::new(
+            Arc::clone(store),
+            Path::from(root),
+            schema(),
+            layout(),
+            options,
+        )
+        .unwrap()
+    }
+
     async fn clustered_files(
         store: &Arc<dyn ObjectStore>,
         root: &Path,
@@ -209,9 +225,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let mut writer =
-            ClusteredWriter::new(Arc::clone(store), root.clone(), schema(), layout(), options)
-                .unwrap();
+        let mut writer = writer_at(store, root.as_ref(), options);
         while let Some(group) = merge.next_group().await.unwrap() {
             while let Some(b) = merge.next_batch().await.unwrap() {
                 writer.write(&group.key, b).await.unwrap();
@@ -304,14 +318,7 @@ mod tests {
     #[tokio::test]
     async fn clustered_writer_refuses_a_group_after_a_later_one() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let mut writer = ClusteredWriter::new(
-            Arc::clone(&store),
-            Path::from("t"),
-            schema(),
-            layout(),
-            WriterOptions::default(),
-        )
-        .unwrap();
+        let mut writer = writer_at(&store, "t", WriterOptions::default());
         let data = |r: &[Row]| {
             let b = batch(r);
             b.project(&[2, 3, 4]).unwrap()
@@ -342,14 +349,7 @@ mod tests {
     #[tokio::test]
     async fn one_file_open_across_an_empty_batch_of_the_next_group() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let mut writer = ClusteredWriter::new(
-            Arc::clone(&store),
-            Path::from("t"),
-            schema(),
-            layout(),
-            WriterOptions::default(),
-        )
-        .unwrap();
+        let mut writer = writer_at(&store, "t", WriterOptions::default());
         let data = |r: &[Row]| batch(r).project(&[2, 3, 4]).unwrap();
         let key = |p: &str| ShuffleKey {
             partition_path: p.into(),
@@ -389,17 +389,11 @@ mod tests {
         )
         .await
         .unwrap();
-        let mut clustered = ClusteredWriter::new(
-            Arc::clone(&store),
-            Path::from("out"),
-            schema(),
-            layout(),
-            WriterOptions {
-                upload_part_size: 1024,
-                ..WriterOptions::default()
-            },
-        )
-        .unwrap();
+        let options = WriterOptions {
+            upload_part_size: 1024,
+            ..WriterOptions::default()
+        };
+        let mut clustered = writer_at(&store, "out", options);
         clustered.write_merged(&mut merge).await.unwrap();
         clustered.abort().await.unwrap();
         let left: Vec<_> = store

@@ -176,7 +176,7 @@ pub(super) async fn reduce(
     .map_err(Error::format("starting a writer"))?;
     let mut written = Ok(());
     for range in &ranges {
-        let step = write_range(&mut writer, spec, loc, &runs, range).await;
+        let step = write_range(&mut writer, &schema, &spec.layout, loc, &runs, range).await;
         if let Err(e) = step {
             written = Err(Error::format("writing the groups of sorted runs")(e));
             break;
@@ -206,20 +206,17 @@ pub(super) async fn reduce(
 /// Merge the groups of `range` from every run into `writer`.
 async fn write_range(
     writer: &mut ClusteredWriter,
-    spec: &IngestSpec,
+    schema: &SchemaRef,
+    layout: &Layout,
     loc: &Location,
     runs: &[RunFile],
     range: &GroupRange,
 ) -> terrace_format::Result<()> {
-    let schema = spec.schema().map_err(|e| terrace_format::Error::Task {
-        context: "reading the job's schema".into(),
-        reason: e.to_string(),
-    })?;
     let mut merge = RunMerge::open(
         loc.store.clone(),
         &loc.root,
-        &schema,
-        &spec.layout,
+        schema,
+        layout,
         runs,
         range,
         MergeOptions::default(),
