@@ -321,12 +321,16 @@ def child_main(system, action, spec_json):
 
 # --- terrace, through its CLI ------------------------------------------------------------
 
-def terrace_ingest_argv(args, inputs, out, queue, partition_on, bucket_by=(), buckets=0, shuffle=False):
-    """`terrace ingest`; `--bucket-by`/`--buckets` only with buckets, `--shuffle` only if asked."""
+PATH_FLAGS = {"auto": [], "shuffle": ["--shuffle"], "direct": ["--no-shuffle"]}
+
+
+def terrace_ingest_argv(args, inputs, out, queue, partition_on, bucket_by=(), buckets=0):
+    """`terrace ingest`; `--bucket-by`/`--buckets` only with buckets; the path as
+    `--terrace-path` says (by default none: terrace's plan picks it)."""
     argv = [args.terrace, "ingest", *inputs, "--into", str(out), "--partition-on", *partition_on]
     if buckets:
         argv += ["--bucket-by", *bucket_by, "--buckets", str(buckets)]
-    return argv + ["--db", str(queue)] + (["--shuffle"] if shuffle else [])
+    return argv + ["--db", str(queue)] + PATH_FLAGS[args.terrace_path]
 
 
 def terrace_query_argv(args, q: Query, dataset, out, queue):
@@ -887,7 +891,7 @@ def run_case(args, case: Case) -> list:
         def argv_for(system, out, queue, variant=variant):
             if system == "terrace":
                 return terrace_ingest_argv(args, files, out, queue, case.partition_on, case.bucket_by,
-                                           case.buckets, shuffle=not args.no_shuffle)
+                                           case.buckets)
             return child_argv(system, "ingest", {
                 "inputs": files, "format": variant, "out": str(out), "case": case.name,
                 "partition_on": case.partition_on, "bucket_by": case.bucket_by, "buckets": case.buckets})
@@ -952,8 +956,7 @@ def run_backfill(args, case: Case) -> list:
                            if s == "terrace" or (s in BACKFILL_PEERS and not buckets)]
                 if not systems:
                     continue
-                how = (f"{buckets} buckets by {', '.join(case.bucket_by)}"
-                       + (", --shuffle" if args.backfill_shuffle else "")) if buckets else "no buckets"
+                how = f"{buckets} buckets by {', '.join(case.bucket_by)}" if buckets else "no buckets"
                 step = Step(case.name, "ingest", f"ingest from {variant.upper()} on {column}, {how}",
                             layout=(variant, column, buckets))
                 print(f"\n== {case.name}: {step.label}", flush=True)
@@ -961,8 +964,7 @@ def run_backfill(args, case: Case) -> list:
 
                 def argv_for(system, out, queue, variant=variant, column=column, buckets=buckets, files=files):
                     if system == "terrace":
-                        return terrace_ingest_argv(args, files, out, queue, [column], case.bucket_by, buckets,
-                                                   shuffle=bool(buckets) and args.backfill_shuffle)
+                        return terrace_ingest_argv(args, files, out, queue, [column], case.bucket_by, buckets)
                     return child_argv(system, "ingest", {
                         "inputs": files, "format": variant, "out": str(out), "case": case.name,
                         "partition_on": [column], "bucket_by": [], "buckets": 0,
@@ -1275,18 +1277,15 @@ def report(args, info, started, case_list, all_steps, queue) -> str:
     lines = [f"# terrace benchmarks, {started:%Y-%m-%d %H:%M} on {info['host']}", "",
              f"- machine: {info['cpu']}, {info['cores']} cores, {info['memory']} memory; {info['os']}",
              f"- terrace: `{args.terrace}` at commit {info['terrace']}"
-             + (f"; ingest {'without' if args.no_shuffle else 'with'} `--shuffle`"
-                if any(not c.scaling for c in case_list) else ""),
+             + {"auto": "; ingest paths as terrace's plan picks them", "shuffle": "; ingest with `--shuffle`",
+                "direct": "; ingest with `--no-shuffle`"}[args.terrace_path],
              "- peers: " + ", ".join(f"{n} {v}" for n, v in info["versions"].items())
              + f"; Python {info['python']}",
              f"- {args.runs} interleaved run(s) per system; medians. wall = the whole process; "
              "startup = a Python peer's interpreter start and imports, inside wall; "
              "ratios are terrace/peer (below 1: terrace is faster or smaller)", ""]
-    backfills = [c for c in case_list if c.scaling]
-    if backfills:
-        lines[4:4] = ["- backfill: terrace's bucketed ingests " + (
-            "with `--shuffle`, its unbucketed ones without" if args.backfill_shuffle else "without `--shuffle`, as its unbucketed ones")
-            + "; the peers partition only"]
+    if any(c.scaling for c in case_list):
+        lines[4:4] = ["- backfill: the peers partition only"]
     limits = [f"above {human_bytes(args.max_rss)} of RSS (summed over its process tree)" if args.max_rss else "",
               f"after {args.run_timeout:g} s" if args.run_timeout else ""]
     if any(limits):
@@ -1375,12 +1374,11 @@ def parse_args():
     p.add_argument("--parts", type=int, default=8, help="input files per format for lineitem and the backfill")
     p.add_argument("--point-key", type=int,
                    help="l_orderkey of the point query (default 3000000 at SF 1, an existing key near 3000000*SF at others)")
-    p.add_argument("--no-shuffle", action="store_true",
-                   help="ingest with terrace without --shuffle (files per write task, not one per partition x bucket)")
+    p.add_argument("--terrace-path", choices=sorted(PATH_FLAGS), default="auto",
+                   help="terrace's ingest path: auto (its plan picks, the default), shuffle (--shuffle) or "
+                        "direct (--no-shuffle: files per write task, not one per partition x bucket)")
     p.add_argument("--backfill-formats", default="parquet",
                    help="inputs of the backfill case, comma separated: parquet (the default), csv")
-    p.add_argument("--backfill-shuffle", action="store_true",
-                   help="the backfill's bucketed terrace ingests with --shuffle (unbucketed ones never shuffle)")
     p.add_argument("--max-rss", type=size_arg, default=12 * 2**30, metavar="SIZE",
                    help="kill a run whose RSS, summed over its process tree (polled every 0.2 s), exceeds "
                         "SIZE (e.g. 12GiB, 800MiB; 0: no limit); it fails that step (default 12GiB)")

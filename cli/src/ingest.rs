@@ -5,8 +5,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use terrace_format::{InputFormat, Layout};
-use terrace_jobs::JobRecord;
-use terrace_jobs::kinds::{IngestMode, IngestRequest, ShuffleMethod, plan_ingest};
+use terrace_jobs::kinds::{
+    IngestMode, IngestRequest, IngestSpec, PathPick, ShuffleMethod, plan_ingest,
+};
+use terrace_jobs::{JobRecord, NewJob};
 use terrace_planner::{SchemaField, schema_from_fields};
 
 use terrace_planner::human_bytes;
@@ -72,9 +74,14 @@ pub struct IngestArgs {
     /// more of a file: the manifest keeps each row group's statistics.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub row_group_rows: Option<u64>,
-    /// Shuffle through staging: one file per (partition, bucket).
-    #[arg(long)]
+    /// Shuffle through staging: one file per (partition, bucket). By default the plan
+    /// picks: a direct write where it already gives one file per group (one group, or one
+    /// task and few groups), a shuffle elsewhere; --explain says which and why.
+    #[arg(long, conflicts_with = "no_shuffle")]
     pub shuffle: bool,
+    /// Write directly, each task a file per (partition, bucket) it touches.
+    #[arg(long)]
+    pub no_shuffle: bool,
     /// How the shuffle carries rows [default: runs when a sample of the first input holds
     /// more than 256 (partition, bucket) groups, else pieces].
     #[arg(long, value_name = "METHOD", requires = "shuffle")]
@@ -95,7 +102,7 @@ pub struct IngestArgs {
     #[arg(long, num_args = 1.., value_name = "COLUMN")]
     pub index: Vec<String>,
     /// Input bytes per write task (e.g. 32MiB; default 128MiB, or 64MiB per map task
-    /// with --shuffle).
+    /// when the rows are shuffled).
     #[arg(long, value_parser = crate::parse::size)]
     pub split_size: Option<u64>,
     /// Recorded in the commit; an ingest with a key already committed changes nothing.
@@ -111,7 +118,11 @@ pub struct IngestArgs {
     /// again).
     #[arg(long, conflicts_with = "idempotency_key")]
     pub force: bool,
-    /// Print the job's result as JSON.
+    /// Print the plan (the path the rows take and why, the tasks of each stage) instead
+    /// of ingesting; nothing is written.
+    #[arg(long)]
+    pub explain: bool,
+    /// Print the job's result (or with --explain the plan) as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -152,7 +163,11 @@ impl IngestArgs {
             },
             sort_by: self.sort_by.clone(),
             row_group_rows: self.row_group_rows.map(|n| n as usize),
-            shuffle: self.shuffle,
+            shuffle: match (self.shuffle, self.no_shuffle) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
             shuffle_method: self.shuffle_method.map(|m| match m {
                 ShuffleMethodArg::Runs => ShuffleMethod::Runs,
                 ShuffleMethodArg::Pieces => ShuffleMethod::Pieces,
@@ -176,11 +191,68 @@ pub async fn run(queue: &QueueArgs, args: IngestArgs) -> anyhow::Result<ExitCode
     let job = plan_ingest(args.request()?)
         .await
         .with_context(|| format!("cannot ingest into {}", args.into))?;
+    if args.explain {
+        explain_ingest(&job, &args.into, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match submit_and_wait(queue, job, "ingest").await? {
         Waited::Detached(id) => println!("{id}"),
         Waited::Finished(job) => report_ingest(&job, &args.into, args.json, started)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Print a planned ingest: its path and why, and its stages.
+fn explain_ingest(job: &NewJob, into: &str, json: bool) -> anyhow::Result<()> {
+    let spec: IngestSpec =
+        serde_json::from_value(job.spec.clone()).context("reading the planned ingest")?;
+    let mut stages: Vec<(String, usize)> = Vec::new();
+    for task in &job.tasks {
+        let kind = task.payload["kind"].as_str().unwrap_or("task").to_string();
+        match stages.last_mut() {
+            Some((k, n)) if *k == kind => *n += 1,
+            _ => stages.push((kind, 1)),
+        }
+    }
+    let pick = spec
+        .path
+        .as_ref()
+        .context("the planned ingest carries no path")?;
+    if json {
+        let stages: Vec<_> = stages
+            .iter()
+            .map(|(kind, tasks)| serde_json::json!({"stage": kind, "tasks": tasks}))
+            .collect();
+        let plan = serde_json::json!({
+            "dataset": spec.dataset,
+            "input_files": spec.input_files,
+            "input_bytes": spec.input_bytes,
+            "path": pick.path,
+            "why": pick.why,
+            "splits": pick.splits,
+            "sample": pick.sample,
+            "stages": stages,
+        });
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
+    println!(
+        "ingest of {} input {} ({}) into {into}",
+        spec.input_files,
+        if spec.input_files == 1 {
+            "file"
+        } else {
+            "files"
+        },
+        human_bytes(spec.input_bytes)
+    );
+    println!("path: {}: {}", pick.path, pick.why);
+    let stages: Vec<String> = stages
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n} {}", if *n == 1 { "task" } else { "tasks" }))
+        .collect();
+    println!("stages: {}", stages.join(", "));
+    Ok(())
 }
 
 /// Print what a finished ingest job did (or why it failed).
@@ -191,17 +263,23 @@ pub fn report_ingest(
     started: Instant,
 ) -> anyhow::Result<()> {
     ensure_succeeded(job).with_context(|| format!("ingest into {into} failed"))?;
-    let result = job.result.clone().unwrap_or_default();
+    let mut result = job.result.clone().unwrap_or_default();
+    // The path the plan took (absent from jobs planned before the pick existed).
+    let pick: Option<PathPick> = serde_json::from_value(job.spec["path"].clone()).ok();
     if json {
+        if let (Some(object), Some(pick)) = (result.as_object_mut(), &pick) {
+            object.insert("path".into(), serde_json::to_value(pick)?);
+        }
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else if result["committed"].as_bool() == Some(true) {
         println!(
-            "ingested {} rows ({} files, {}) into {into} at version {} in {:.1}s",
+            "ingested {} rows ({} files, {}) into {into} at version {} in {:.1}s{}",
             result["rows"],
             result["files"],
             human_bytes(job.bytes.max(0) as u64),
             result["version"],
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            pick.map(|p| format!(" ({})", p.path)).unwrap_or_default()
         );
     } else if let Some(v) = result["duplicate_of"].as_u64() {
         let by = result["duplicate_job"]

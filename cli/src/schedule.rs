@@ -172,6 +172,21 @@ const FORCE_IN_TEMPLATE: &str = "--force has no place in a schedule: each slot's
      commits once under the key schedule:NAME:SLOT (`schedule run --at SLOT` runs a slot \
      again; a plain `terrace ingest --force` ingests again)";
 
+/// Why a template may not say `--explain`: a slot's job is run, not shown.
+const EXPLAIN_IN_TEMPLATE: &str = "--explain has no place in a schedule: a slot's ingest runs \
+     (`terrace ingest … --explain` shows the plan of one)";
+
+/// Why a template's ingest cannot be a schedule's, if it cannot.
+fn refused_in_template(ingest: &IngestArgs) -> Option<&'static str> {
+    if ingest.force {
+        Some(FORCE_IN_TEMPLATE)
+    } else if ingest.explain {
+        Some(EXPLAIN_IN_TEMPLATE)
+    } else {
+        None
+    }
+}
+
 /// The idempotency key a slot's ingest commits with: the slot's own
 /// (`schedule:NAME:SLOT`), with a key the template gives appended. The template's key
 /// alone would not do: one without a placeholder is the same for every slot, and every
@@ -199,8 +214,8 @@ impl CliPlanner {
             reason,
         };
         let mut ingest = parse_template(&args).map_err(invalid)?;
-        if ingest.force {
-            return Err(invalid(FORCE_IN_TEMPLATE.to_owned()));
+        if let Some(refusal) = refused_in_template(&ingest) {
+            return Err(invalid(refusal.to_owned()));
         }
         let dir = schedule.template.working_dir.as_deref();
         ingest.inputs = ingest.inputs.iter().map(|i| resolve(dir, i)).collect();
@@ -290,12 +305,9 @@ async fn add(queue: &QueueArgs, args: AddArgs) -> anyhow::Result<ExitCode> {
         .render(&schedule.cadence, &schedule.name, example_slot)?;
     parse_template(&args.template)
         .and_then(|_| parse_template(&rendered))
-        .and_then(|ingest| {
-            if ingest.force {
-                Err(FORCE_IN_TEMPLATE.to_owned())
-            } else {
-                Ok(ingest)
-            }
+        .and_then(|ingest| match refused_in_template(&ingest) {
+            Some(refusal) => Err(refusal.to_owned()),
+            None => Ok(ingest),
         })
         .map_err(|e| {
             anyhow::anyhow!(

@@ -2,6 +2,7 @@
 //! dataset: ingest with and without shuffle, overwrite, idempotency keys, queries with
 //! map/reduce and limits, partition deletes and gc.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,8 @@ use arrow::array::{Int64Array, StringArray};
 use futures::TryStreamExt;
 use terrace_format::{Dataset, Layout};
 use terrace_jobs::kinds::{
-    IngestMode, IngestRequest, QueryRequest, QueryResult, ShuffleMethod, plan_delete, plan_gc,
-    plan_ingest, plan_query, read_query_result,
+    IngestMode, IngestRequest, IngestSpec, QueryRequest, QueryResult, ShuffleMethod, WritePath,
+    plan_delete, plan_gc, plan_ingest, plan_query, read_query_result,
 };
 use terrace_jobs::{JobRecord, JobState};
 
@@ -95,7 +96,7 @@ async fn shuffle_two_files(
                 },
                 index_columns,
                 split_bytes: Some(1),
-                shuffle: true,
+                shuffle: Some(true),
                 shuffle_method: Some(ShuffleMethod::Pieces),
                 ..Default::default()
             })
@@ -169,7 +170,7 @@ async fn a_shuffle_through_runs_writes_the_dataset_a_shuffle_through_pieces_does
                     },
                     index_columns: vec!["delay".into()],
                     split_bytes: Some(1),
-                    shuffle: true,
+                    shuffle: Some(true),
                     shuffle_method: Some(method),
                     ..Default::default()
                 })
@@ -251,7 +252,7 @@ async fn a_shuffle_is_chosen_by_the_number_of_groups_in_the_inputs() {
                     dataset: dataset.clone(),
                     layout,
                     split_bytes: Some(1),
-                    shuffle: true,
+                    shuffle: Some(true),
                     ..Default::default()
                 })
                 .await
@@ -273,6 +274,96 @@ async fn a_shuffle_is_chosen_by_the_number_of_groups_in_the_inputs() {
             (0..6_000).collect::<Vec<_>>(),
             "{name}"
         );
+    }
+}
+
+/// Without a shuffle asked for or refused, the plan picks the path and the job's spec
+/// says which and why: a direct write where it already makes one file per group (one
+/// group, or one split of few groups), a shuffle elsewhere, through runs for many groups
+/// even from one split. Each path writes every row; the shuffled ones a file per group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_picks_the_path_unless_the_request_says() {
+    let env = Env::new().await;
+    let input = env.dir.path().join("in");
+    write_csv(&input, "a.csv", 0..3_000);
+    write_csv(&input, "b.csv", 3_000..6_000);
+    let one_file = format!("{}/a.csv", input.display());
+    let both = format!("{}/*.csv", input.display());
+    let origins = Layout {
+        partition_on: vec!["origin".into()],
+        ..Layout::default()
+    };
+    // 3 origins x 17 tails x 8 buckets: 408 groups.
+    let many = Layout {
+        partition_on: vec!["origin".into(), "tail".into()],
+        bucket_by: vec!["id".into()],
+        num_buckets: Some(8),
+    };
+    let runs = WritePath::Shuffle(ShuffleMethod::Runs);
+    let pieces = WritePath::Shuffle(ShuffleMethod::Pieces);
+    let cases = [
+        (
+            "one group",
+            Layout::default(),
+            &both,
+            None,
+            WritePath::Direct,
+        ),
+        (
+            "one split",
+            origins.clone(),
+            &one_file,
+            None,
+            WritePath::Direct,
+        ),
+        ("two splits", origins.clone(), &both, None, pieces),
+        ("many groups", many.clone(), &one_file, None, runs),
+        ("refused", many, &both, Some(false), WritePath::Direct),
+    ];
+    for (name, layout, inputs, shuffle, path) in cases {
+        let dataset = env.path(name);
+        let job = env
+            .run(
+                plan_ingest(IngestRequest {
+                    inputs: vec![inputs.clone()],
+                    dataset: dataset.clone(),
+                    layout,
+                    split_bytes: Some(1),
+                    shuffle,
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+            )
+            .await;
+        succeeded(&job);
+        let spec: IngestSpec = serde_json::from_value(job.spec.clone()).unwrap();
+        let pick = spec.path.expect("the spec keeps the pick");
+        assert_eq!(pick.path, path, "{name}: {}", pick.why);
+        assert!(!pick.why.is_empty(), "{name}");
+        let rows = if inputs == &one_file { 3_000 } else { 6_000 };
+        assert_eq!(ids(&dataset).await, (0..rows).collect::<Vec<_>>(), "{name}");
+        let files = Dataset::open(&dataset)
+            .await
+            .unwrap()
+            .files()
+            .await
+            .unwrap();
+        let mut per_group: HashMap<String, usize> = HashMap::new();
+        for file in &files {
+            *per_group
+                .entry(format!("{:?} {:?}", file.partition_values, file.bucket))
+                .or_default() += 1;
+        }
+        let most = per_group.values().copied().max().unwrap_or(0);
+        match (name, path) {
+            ("one group", _) => assert_eq!(files.len(), 2, "{name}: a file per split"),
+            ("refused", _) => assert!(most > 1, "{name}: a file per split and group"),
+            (_, _) => assert_eq!(most, 1, "{name}: a file per group"),
+        }
+        if name == "two splits" {
+            assert_eq!(files.len(), 3, "{name}: one file per origin");
+        }
     }
 }
 
@@ -324,6 +415,7 @@ async fn ingest_without_and_with_shuffle_then_overwrite() {
         dataset: dataset.clone(),
         layout: layout(),
         split_bytes: Some(1),
+        shuffle: Some(false),
         ..Default::default()
     };
     let job = env.run(plan_ingest(request.clone()).await.unwrap()).await;
@@ -339,7 +431,7 @@ async fn ingest_without_and_with_shuffle_then_overwrite() {
         .run(
             plan_ingest(IngestRequest {
                 dataset: shuffled.clone(),
-                shuffle: true,
+                shuffle: Some(true),
                 sort_by: vec!["id".into()],
                 ..request.clone()
             })
@@ -747,7 +839,7 @@ async fn queries_on_a_float_column_with_nan_return_every_matching_row() {
                 inputs: vec![format!("{}/*.parquet", input.display())],
                 dataset: dataset.clone(),
                 split_bytes: Some(1),
-                shuffle: true,
+                shuffle: Some(true),
                 // The pieces' row groups are copied with their NaN counts.
                 shuffle_method: Some(ShuffleMethod::Pieces),
                 ..Default::default()

@@ -9,7 +9,8 @@
 //! - [`plan_read`]: read tasks (one per file, grouped by size, one per partition value,
 //!   or a region x sample grid as TileDB-VCF's `read_dask`); [`Explain`] renders a plan.
 //! - [`list_inputs`], [`split_inputs`] and [`plan_write`]: the input files of an ingest,
-//!   their splits, and its stages (write, or map / reduce), then one commit. Only the
+//!   their splits, and its stages (write, or map / reduce), then one commit;
+//!   [`pick_write_path`] picks the direct or the shuffled path from the plan. Only the
 //!   footers of Parquet inputs to cut are read; inferring the inputs' schema and decoding
 //!   their rows is terrace-format's ([`terrace_format::infer_schema`],
 //!   [`terrace_format::read_split`]).
@@ -44,6 +45,7 @@ mod read_plan;
 mod regions;
 mod row_groups;
 mod skeleton;
+mod write_path;
 mod write_plan;
 
 pub use error::{Error, Position, Result};
@@ -57,6 +59,9 @@ pub use read_plan::{
 pub use regions::{Region, merge_regions, parse_bed, split_regions};
 pub use row_groups::RowGroupHint;
 pub use skeleton::{MAX_NESTING, MAX_OPERATORS, MAX_TERMS};
+pub use write_path::{
+    FEW_GROUPS, GroupSample, PathPick, PathRequest, ShuffleMethod, WritePath, pick_write_path,
+};
 pub use write_plan::{
     SchemaField, Stage, StageKind, WriteOptions, WritePlan, WriteTask, plan_write, reduce_task_for,
     schema_from_fields, schema_to_fields,

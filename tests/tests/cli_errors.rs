@@ -351,6 +351,8 @@ fn flags_that_would_be_ignored_are_usage_errors() {
             &["--shuffle", "--shuffle-method", "fast"],
             "--shuffle-method",
         ),
+        // A shuffle asked for and refused at once.
+        (&["--shuffle", "--no-shuffle"], "--no-shuffle"),
     ] {
         refused(cwd, &[&ingest[..], flags].concat(), needle);
     }

@@ -386,6 +386,71 @@ fn the_same_commands_work_on_an_s3_store() {
     );
 }
 
+/// `ingest --explain` shows the path the plan picks and why, and the tasks of each stage,
+/// as text and as JSON, and writes nothing: no dataset, no job. The ingest itself then
+/// takes that path and says so.
+#[test]
+fn ingest_explain_shows_the_path_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let rows = write_flights_csv(&cwd.join("flights"), 3, 2_000);
+    let ingest = [
+        "ingest",
+        "flights/*.csv",
+        "--into",
+        "lake/f",
+        "--partition-on",
+        "origin",
+        "--split-size",
+        "1B",
+    ];
+    let text = terrace(cwd, &[], &[&ingest[..], &["--explain"]].concat()).ok();
+    assert!(
+        text.stdout
+            .contains("path: shuffle through pieces: 3 direct write tasks"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("stages: map 3 tasks, reduce 3 tasks, commit 1 task"),
+        "{}",
+        text.stdout
+    );
+    let json = terrace(cwd, &[], &[&ingest[..], &["--explain", "--json"]].concat()).ok();
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(plan["path"], serde_json::json!({"shuffle": "pieces"}));
+    assert_eq!(plan["splits"], 3);
+    assert_eq!(
+        plan["stages"][0],
+        serde_json::json!({"stage": "map", "tasks": 3})
+    );
+    let direct = terrace(
+        cwd,
+        &[],
+        &[&ingest[..], &["--no-shuffle", "--explain", "--json"]].concat(),
+    )
+    .ok();
+    let plan: serde_json::Value = serde_json::from_str(&direct.stdout).unwrap();
+    assert_eq!(plan["path"], "direct", "{plan}");
+    assert!(!cwd.join("lake").exists(), "--explain wrote a dataset");
+    assert!(
+        std::fs::read_dir(cwd)
+            .unwrap()
+            .all(|e| e.unwrap().file_name() == "flights"),
+        "--explain left something beside the inputs"
+    );
+
+    let out = terrace(cwd, &[], &ingest).ok();
+    assert!(
+        out.stdout
+            .contains(&format!("ingested {rows} rows (3 files"))
+            && out.stdout.contains("(shuffle through pieces)"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn row_group_statistics_let_queries_skip_row_groups() {
     let dir = tempfile::tempdir().unwrap();

@@ -122,6 +122,65 @@ fn workers_on_two_machines_complete_a_detached_job_on_postgres() {
     assert!(!expected.is_empty());
     assert_eq!(sorted_csv_rows(Path::new(&out)), expected);
 
+    // The shuffle through sorted runs across the two machines makes the dataset the
+    // default pick (through pieces, for these 24 groups) made: the same rows, a file
+    // per (origin, bucket) group.
+    let lake_runs = shared.path().join("lake-runs").display().to_string();
+    let runs = terrace(
+        client.path(),
+        &[],
+        &[
+            "--db",
+            &db.url,
+            "ingest",
+            &pattern,
+            "--into",
+            &lake_runs,
+            "--partition-on",
+            "origin",
+            "--bucket-by",
+            "tailnum",
+            "--buckets",
+            "8",
+            "--split-size",
+            "16KiB",
+            "--shuffle",
+            "--shuffle-method",
+            "runs",
+            "--json",
+        ],
+    )
+    .ok();
+    let result: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(
+        result["path"]["path"],
+        serde_json::json!({"shuffle": "runs"})
+    );
+    assert_eq!(result["rows"], 6_000);
+    let inspect = |dataset: &str| -> serde_json::Value {
+        let out = terrace(client.path(), &[], &["inspect", dataset, "--json"]).ok();
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let (pieces, sorted) = (inspect(&lake), inspect(&lake_runs));
+    assert_eq!(
+        sorted["files"], pieces["files"],
+        "a file per group both ways"
+    );
+    let all_rows = |dataset: &str, name: &str| {
+        let out = client.path().join(name).display().to_string();
+        terrace(
+            client.path(),
+            &[],
+            &["--db", &db.url, "query", dataset, "--output", &out],
+        )
+        .ok();
+        sorted_csv_rows(Path::new(&out))
+    };
+    assert_eq!(
+        all_rows(&lake_runs, "runs.csv"),
+        all_rows(&lake, "pieces.csv")
+    );
+
     stop_terrace(a);
     stop_terrace(b);
     let (done_a, done_b) = (

@@ -519,6 +519,32 @@ fn an_ingest_of_unchanged_inputs_commits_once_unless_forced() {
         "{}",
         refused.stderr
     );
+    // Nor has --explain: a slot's ingest runs.
+    let refused = terrace(
+        cwd,
+        &[],
+        &[
+            "schedule",
+            "add",
+            "nightly",
+            "--cron",
+            "0 2 * * *",
+            "--",
+            "ingest",
+            "flights/*.csv",
+            "--into",
+            "lake",
+            "--explain",
+        ],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("--explain has no place in a schedule"),
+        "{}",
+        refused.stderr
+    );
 }
 
 /// Regression: `terrace cancel` while the job's commit ran showed "cancelled" though its

@@ -178,6 +178,11 @@ fn csv_quotes_that_never_close_or_stray_are_refused_with_their_line() {
             let out = ingest(cwd, &[name, "--into", into]);
             one_line_with(out, &[name, &format!("line {line}"), what, "attempt 1)"]);
         }
+        // A map task of the shuffle through sorted runs fails the same way, and its
+        // runs go with it.
+        let runs = ["--shuffle", "--shuffle-method", "runs"];
+        let out = ingest(cwd, &[&[name, "--into", "lake/f"][..], &runs].concat());
+        one_line_with(out, &[name, &format!("line {line}"), what, "attempt 1)"]);
     }
     assert!(!cwd.join("lake/new").exists());
     assert_eq!(
@@ -352,15 +357,14 @@ fn partition_values_too_long_for_a_directory_name_are_refused_before_writing() {
     .unwrap();
     parquet.write(&batch).unwrap();
     parquet.close().unwrap();
-    for (input, shuffle) in [
-        ("late.csv", false),
-        ("late.csv", true),
-        ("long.parquet", false),
+    // Written directly, and through either shuffle's map tasks.
+    for (input, path) in [
+        ("late.csv", &["--no-shuffle"][..]),
+        ("late.csv", &["--shuffle", "--shuffle-method", "pieces"]),
+        ("late.csv", &["--shuffle", "--shuffle-method", "runs"]),
+        ("long.parquet", &[]),
     ] {
-        let mut args = vec![input, "--into", "lake/f"];
-        if shuffle {
-            args.push("--shuffle");
-        }
+        let args = [&[input, "--into", "lake/f"][..], path].concat();
         let started = Instant::now();
         let out = ingest(cwd, &args);
         let elapsed = started.elapsed();

@@ -1,9 +1,12 @@
 //! Ingest: input files into a dataset, through the planner's write plan (write, or map
 //! and reduce through staging), then exactly one commit.
 //!
+//! Unless the request says, the planner picks the path ([`pick_write_path`]) from the
+//! layout, the number of splits and the (partition, bucket) groups in a sample of the
+//! first input; the job's spec keeps the pick and why ([`IngestSpec::path`]).
+//!
 //! A shuffle carries each (partition, bucket) group's rows from the map tasks to the one
-//! reduce task that writes the group's file, in one of two ways ([`ShuffleMethod`]),
-//! chosen by the number of groups in a sample of the first input unless the request says:
+//! reduce task that writes the group's file, in one of two ways ([`ShuffleMethod`]):
 //! - through sorted runs (`shuffle.rs`): a map task writes a few Arrow IPC
 //!   runs sorted by group, whatever the number of groups, and a reduce task merges its
 //!   ranges of groups from every run, one file open at a time;
@@ -34,8 +37,9 @@ use terrace_format::{
     read_split, reconcile, with_types_of, worth_concatenating,
 };
 use terrace_planner::{
-    SchemaField, WriteOptions, WriteTask, list_inputs, plan_write, reduce_task_for,
-    schema_from_fields, schema_to_fields, split_inputs,
+    PathPick, PathRequest, SchemaField, ShuffleMethod, WriteOptions, WriteTask, list_inputs,
+    pick_write_path, plan_write, reduce_task_for, schema_from_fields, schema_to_fields,
+    split_inputs,
 };
 
 use super::KIND_INGEST;
@@ -54,20 +58,6 @@ pub enum IngestMode {
     Append,
     /// Replace the partitions the ingest writes into (others are kept).
     Overwrite,
-}
-
-/// How a shuffle carries each (partition, bucket) group's rows from the map tasks to the
-/// reduce task that writes the group's file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShuffleMethod {
-    /// Map tasks sort their rows by group into a few runs; each reduce task merges its
-    /// groups from every run (`shuffle.rs`). Memory and files do not grow with the
-    /// number of groups.
-    Runs,
-    /// Map tasks write a piece per group in the final encoding, which the reduce copies
-    /// into the group's file row group by row group: a file per map task and group.
-    Pieces,
 }
 
 /// An ingest as a user asks for it.
@@ -89,10 +79,12 @@ pub struct IngestRequest {
     pub sort_by: Vec<String>,
     /// Rows per Parquet row group (default: the writer's).
     pub row_group_rows: Option<usize>,
-    /// Map / reduce through staging: one file per (partition, bucket).
-    pub shuffle: bool,
+    /// Map / reduce through staging (one file per (partition, bucket)) when `Some(true)`,
+    /// a direct write when `Some(false)`; by default picked from the plan
+    /// ([`pick_write_path`]).
+    pub shuffle: Option<bool>,
     /// How the shuffle carries rows; by default chosen from a sample of the first input
-    /// (runs where it holds many groups, pieces where few).
+    /// (runs where it holds many groups, pieces where few). Implies a shuffle.
     pub shuffle_method: Option<ShuffleMethod>,
     /// Append, or overwrite the partitions written.
     pub mode: IngestMode,
@@ -160,6 +152,9 @@ pub struct IngestSpec {
     /// per group. Jobs planned before this existed staged pieces, hence the default.
     #[serde(default)]
     pub shuffle_runs: bool,
+    /// The path the plan took, and why (jobs planned before this existed: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathPick>,
 }
 
 impl IngestSpec {
@@ -282,14 +277,32 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         .await
         .map_err(Error::format("checking the inputs' partition values"))?;
 
-    let splits = split_inputs(
+    // The pick counts the splits of a direct write; a shuffle's map tasks are smaller.
+    let mut splits = split_inputs(
         &files,
         request
             .split_bytes
-            .unwrap_or_else(|| default_split_bytes(request.shuffle)),
+            .unwrap_or_else(|| default_split_bytes(false)),
     )
     .await
     .map_err(Error::planner("splitting the inputs"))?;
+    let path_request = PathRequest {
+        shuffle: request.shuffle,
+        method: request.shuffle_method,
+    };
+    let grouped = !layout.partition_on.is_empty() || layout.is_bucketed();
+    let sample = if grouped && path_request.shuffle != Some(false) && path_request.method.is_none()
+    {
+        super::shuffle::sample_groups(&files, &input_schema, &layout).await?
+    } else {
+        None
+    };
+    let pick = pick_write_path(path_request, &layout, splits.len(), sample);
+    if pick.path.is_shuffle() && request.split_bytes.is_none() {
+        splits = split_inputs(&files, default_split_bytes(true))
+            .await
+            .map_err(Error::planner("splitting the inputs"))?;
+    }
     let run_id = uuid::Uuid::now_v7().to_string();
     let plan = plan_write(
         splits,
@@ -299,7 +312,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
             dataset: dataset_location.clone(),
             layout: layout.clone(),
             sort_by: request.sort_by.clone(),
-            shuffle: request.shuffle,
+            shuffle: pick.path.is_shuffle(),
             reduce_tasks: None,
         },
     )
@@ -308,11 +321,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
     // Datasets with indices are combined by copying too: the reduce reads a combined
     // file's index values from its pieces' indexed columns, which is cheaper than
     // encoding the pieces again.
-    let method = match (request.shuffle, request.shuffle_method) {
-        (false, _) => None,
-        (true, Some(method)) => Some(method),
-        (true, None) => Some(super::shuffle::choose_method(&files, &input_schema, &layout).await?),
-    };
+    let method = pick.path.shuffle_method();
     let concat_pieces = method == Some(ShuffleMethod::Pieces);
     // An overwrite is idempotent by itself (a re-run replaces the same partitions with
     // the same rows), and a key derived from its inputs would make it wrong: overwrite p
@@ -354,6 +363,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         staging: plan.staging.clone(),
         concat_pieces,
         shuffle_runs: method == Some(ShuffleMethod::Runs),
+        path: Some(pick),
     };
     let mut job = NewJob::new(
         KIND_INGEST,

@@ -46,12 +46,13 @@ use crate::worker::{TaskContext, TaskError, TaskHandler};
 
 pub use commits::{CommitLookup, JobCommit, committing_job, find_job_commit};
 pub use common::delete_prefix;
-pub use ingest::{IngestMode, IngestRequest, IngestSpec, ShuffleMethod, inputs_key, plan_ingest};
+pub use ingest::{IngestMode, IngestRequest, IngestSpec, inputs_key, plan_ingest};
 pub use maintenance::{DeleteSpec, GcSpec, plan_delete, plan_gc};
 pub use query::{
     PlannedRead, QueryRequest, QueryResult, QuerySpec, RegionQuery, plan_query, plan_query_read,
     read_query_result,
 };
+pub use terrace_planner::{PathPick, ShuffleMethod, WritePath};
 
 /// Job kind of an ingest.
 pub const KIND_INGEST: &str = "ingest";

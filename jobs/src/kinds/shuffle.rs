@@ -22,30 +22,24 @@ use terrace_format::{
     ClusteredWriter, GroupRange, InputFile, InputSplit, Layout, Location, MergeOptions, RunFile,
     RunMerge, RunOptions, RunWriter, SplitPart, conform_batch, read_split, split_group_ranges,
 };
+use terrace_planner::GroupSample;
 
 use super::common::{get, put};
-use super::ingest::{Counted, IngestSpec, ShuffleMethod, read_err, report, writer_options};
+use super::ingest::{Counted, IngestSpec, read_err, report, writer_options};
 use crate::error::{Error, Result};
 use crate::model::{ClaimedTask, TaskId, TaskOutput};
 use crate::worker::TaskContext;
 
-/// Up to this many (partition, bucket) groups in the sample, a shuffle stages pieces:
-/// their row groups are copied, not encoded again, which is faster while each map task's
-/// share of a group is big; past it, a piece per map task and group costs more than the
-/// runs (bench/README.md, "Backfill").
-const PIECES_UP_TO_GROUPS: usize = 256;
-
-/// The shuffle for inputs `files` read as `input_schema` into `layout`: runs when the
-/// first batch of the first input already holds more than [`PIECES_UP_TO_GROUPS`]
-/// groups, pieces otherwise. Inputs sorted by the partition column look like few
-/// groups, and each map task then touches few groups too.
-pub(super) async fn choose_method(
+/// The (partition, bucket) groups among the rows of the first batch of the first input
+/// read as `input_schema` into `layout` (`None` without inputs or rows), for the path
+/// pick ([`pick_write_path`](terrace_planner::pick_write_path)).
+pub(super) async fn sample_groups(
     files: &[InputFile],
     input_schema: &SchemaRef,
     layout: &Layout,
-) -> Result<ShuffleMethod> {
+) -> Result<Option<GroupSample>> {
     let Some(first) = files.first() else {
-        return Ok(ShuffleMethod::Pieces);
+        return Ok(None);
     };
     let split = InputSplit {
         parts: vec![SplitPart {
@@ -56,7 +50,7 @@ pub(super) async fn choose_method(
     // Dropping the stream stops the reader after its first batch.
     let batch = match read_split(split, input_schema.clone()).next().await {
         Some(batch) => batch.map_err(read_err)?,
-        None => return Ok(ShuffleMethod::Pieces),
+        None => return Ok(None),
     };
     let columns: Vec<_> = layout
         .partition_on
@@ -81,12 +75,10 @@ pub(super) async fn choose_method(
             .len()
     };
     let buckets = layout.num_buckets.unwrap_or(1).max(1) as usize;
-    let groups = (partitions * buckets).min(batch.num_rows().max(1));
-    Ok(if groups > PIECES_UP_TO_GROUPS {
-        ShuffleMethod::Runs
-    } else {
-        ShuffleMethod::Pieces
-    })
+    Ok(Some(GroupSample {
+        rows: batch.num_rows(),
+        groups: (partitions * buckets).min(batch.num_rows().max(1)),
+    }))
 }
 
 /// What a map task reports: where its runs' descriptions are.
