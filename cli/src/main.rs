@@ -27,6 +27,12 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use session::QueueArgs;
 
+/// mimalloc rather than the system allocator: with tasks' threads freeing what others
+/// allocated, glibc's per-thread arenas held far more than the live heap
+/// (bench/README.md, "Measurements behind the code's choices").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "terrace",

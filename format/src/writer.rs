@@ -42,6 +42,12 @@
 //! - **Grouped input, one open file.** Rows that arrive group by group (a shuffle's
 //!   reduce) go through a [`ClusteredWriter`] instead (`writer/clustered.rs`): the same
 //!   files, with one open at a time.
+//! - **Small files in Snappy.** A file's encoder is made when its first row group is
+//!   encoded; a file that is one row group of fewer than
+//!   [`WriterOptions::small_file_rows`] rows then gets Snappy instead of zstd, because
+//!   Parquet makes a zstd compressor and decompressor for every column chunk, which for a
+//!   file of a few hundred rows costs more than encoding it (bench/README.md,
+//!   "Measurements behind the code's choices").
 //! - **NaN counted from the rows.** Parquet's statistics leave NaN out of a float
 //!   column's bounds, so the writer counts NaN per row group as it encodes (`nan.rs`);
 //!   a file or row group holding NaN gets unknown bounds for that column.
@@ -110,6 +116,11 @@ pub struct WriterOptions {
     /// Whether scratch files are compressed (LZ4; default yes). Leave them uncompressed
     /// on a local store, where compressing costs CPU and saves only page cache.
     pub compress_scratch: bool,
+    /// A file of fewer rows than this (default 16 Ki), all encoded when it is closed, is
+    /// Snappy-compressed instead of zstd: Parquet makes a zstd compressor and
+    /// decompressor per column chunk, which for a small file cost more than its encoding
+    /// (a backfill of thousands of small groups). 0: zstd always.
+    pub small_file_rows: usize,
 }
 
 impl Default for WriterOptions {
@@ -124,6 +135,7 @@ impl Default for WriterOptions {
             upload_part_size: 8 * 1024 * 1024,
             scratch: false,
             compress_scratch: true,
+            small_file_rows: 16 * 1024,
         }
     }
 }
@@ -208,7 +220,10 @@ struct OpenFile {
     partition_values: Vec<ScalarValue>,
     bucket: Option<u32>,
     rel_path: String,
-    writer: ArrowWriter<PartSink>,
+    /// The Parquet encoder, made when the first row group is encoded (see
+    /// [`OpenFile::encoder`]); until then `waiting` holds what it is made from.
+    writer: Option<ArrowWriter<PartSink>>,
+    waiting: Option<(PartSink, WriterProperties)>,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     pending_bytes: usize,
@@ -479,7 +494,7 @@ fn add_groups(plan: &Plan, state: &mut State, groups: Vec<Group>) -> Result<()> 
         .open
         .par_iter_mut()
         .filter(|(_, f)| f.pending_rows >= plan.chunk_rows)
-        .try_for_each(|(_, f)| f.encode_pending(plan))?;
+        .try_for_each(|(_, f)| f.encode_pending(plan, false))?;
     let target = plan.options.target_file_size;
     let full: Vec<GroupKey> = state
         .open
@@ -659,13 +674,12 @@ fn open_file(
         plan.options.upload_part_size,
         Arc::clone(&plan.in_flight),
     );
-    let writer = ArrowWriter::try_new(sink, Arc::clone(&plan.file_schema), Some(props.clone()))
-        .map_err(|e| Error::parquet(&location, e))?;
     let file = OpenFile {
         partition_values,
         bucket,
         rel_path,
-        writer,
+        writer: None,
+        waiting: Some((sink, props.clone())),
         pending: Vec::new(),
         pending_rows: 0,
         pending_bytes: 0,
@@ -703,23 +717,59 @@ pub(crate) fn object_path(root: &Path, relative: &str) -> Result<Path> {
 impl OpenFile {
     /// Bytes this file holds: encoder buffers, pending rows and encoded bytes not sent.
     fn memory(&self) -> usize {
-        self.writer.memory_size() + self.pending_bytes + self.unsent_bytes()
+        self.writer.as_ref().map_or(0, ArrowWriter::memory_size)
+            + self.pending_bytes
+            + self.unsent_bytes()
     }
 
     fn unsent_bytes(&self) -> usize {
-        self.writer.inner().buffer.len()
+        self.writer.as_ref().map_or(0, |w| w.inner().buffer.len())
     }
 
     /// Encoded size so far, including the estimate of the row group in progress.
     fn encoded_estimate(&self) -> u64 {
-        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+        self.writer
+            .as_ref()
+            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
     }
 
-    /// Encode the pending rows (sorted when the writer sorts) as one row group.
-    fn encode_pending(&mut self, plan: &Plan) -> Result<()> {
+    /// The file's encoder, made now if this is its first row group. A file whose only
+    /// row group this is (`last`) and which holds fewer than
+    /// [`WriterOptions::small_file_rows`] rows gets Snappy instead of zstd.
+    fn encoder(&mut self, plan: &Plan, last: bool) -> Result<&mut ArrowWriter<PartSink>> {
+        if let Some((sink, props)) = self.waiting.take() {
+            let small = last
+                && (self.rows as usize + self.pending_rows) < plan.options.small_file_rows
+                && matches!(
+                    props.compression(&ColumnPath::new(Vec::new())),
+                    Compression::ZSTD(_)
+                );
+            let props = if small {
+                props
+                    .into_builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build()
+            } else {
+                props
+            };
+            let writer = ArrowWriter::try_new(sink, Arc::clone(&plan.file_schema), Some(props))
+                .map_err(|e| Error::parquet(&self.rel_path, e))?;
+            self.writer = Some(writer);
+        }
+        let path = &self.rel_path;
+        self.writer.as_mut().ok_or_else(|| Error::Task {
+            context: format!("writing {path}"),
+            reason: "the file's encoder is gone".to_string(),
+        })
+    }
+
+    /// Encode the pending rows (sorted when the writer sorts) as one row group; `last`
+    /// when no row of the file comes after them.
+    fn encode_pending(&mut self, plan: &Plan, last: bool) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        self.encoder(plan, last)?;
         let pending = mem::take(&mut self.pending);
         self.pending_rows = 0;
         self.pending_bytes = 0;
@@ -745,22 +795,25 @@ impl OpenFile {
                 }
             }
             self.rows += chunk.num_rows() as u64;
+            let writer = self.writer.as_mut().expect("made by encoder() above");
             self.nans
-                .write(&mut self.writer, chunk)
+                .write(writer, chunk)
                 .map_err(|e| Error::parquet(path, e))?;
         }
         // Closing the row group drops its column writers (and their zstd contexts).
-        self.nans
-            .flush(&mut self.writer)
-            .map_err(|e| Error::parquet(path, e))
+        let writer = self.writer.as_mut().expect("made by encoder() above");
+        self.nans.flush(writer).map_err(|e| Error::parquet(path, e))
     }
 
     /// Encode pending rows as a row group and send what is encoded.
     fn flush_row_group(&mut self, plan: &Plan) -> Result<()> {
-        self.encode_pending(plan)?;
+        self.encode_pending(plan, false)?;
         let path = &self.rel_path;
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
         // Parquet writes through a small buffer of its own; push it into the sink.
-        self.writer
+        writer
             .inner_mut()
             .send_full_parts()
             .map_err(|e| Error::parquet(path, e.into()))
@@ -768,13 +821,16 @@ impl OpenFile {
 
     /// Finish the Parquet file, send its last bytes and describe it.
     fn close(mut self, plan: &Plan) -> Result<DataFile> {
-        self.encode_pending(plan)?;
+        self.encode_pending(plan, true)?;
         let path = self.rel_path.clone();
+        // A file whose rows were all encoded earlier has its encoder; make one otherwise.
+        self.encoder(plan, true)?;
+        let writer = self.writer.as_mut().expect("made by encoder() above");
         self.nans
-            .flush(&mut self.writer)
+            .flush(writer)
             .map_err(|e| Error::parquet(&path, e))?;
-        let metadata = self.writer.finish().map_err(|e| Error::parquet(&path, e))?;
-        let sink = self.writer.inner_mut();
+        let metadata = writer.finish().map_err(|e| Error::parquet(&path, e))?;
+        let sink = writer.inner_mut();
         sink.finish().map_err(|e| Error::parquet(&path, e.into()))?;
         let size_bytes = sink.written;
         let nans = self.nans.finish(metadata.row_groups().len());
@@ -1258,6 +1314,8 @@ pub(crate) mod tests {
             let options = WriterOptions {
                 scratch,
                 compress_scratch,
+                // Small dataset files are Snappy (the test below); these stay zstd.
+                small_file_rows: 0,
                 ..WriterOptions::default()
             };
             let (files, _) = write_rows(Arc::clone(&store), &root, &rows, 1_000, options).await;
@@ -1284,6 +1342,63 @@ pub(crate) mod tests {
                 assert_eq!(dictionaries == 0, scratch, "{dictionaries} dictionaries");
             }
         }
+    }
+
+    /// A file of fewer than `small_file_rows` rows, encoded at its close, is Snappy; one
+    /// with more rows, or whose first row group was encoded before its close, is zstd.
+    /// Either reads back the same rows.
+    #[tokio::test]
+    async fn small_files_are_snappy_and_the_others_zstd() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let unpartitioned = |root: &str, n: i64, options: WriterOptions| {
+            let store = Arc::clone(&store);
+            let root = Path::from(root);
+            async move {
+                let rows = rows(0, n);
+                let mut writer = DataFileWriter::new(
+                    Arc::clone(&store),
+                    root.clone(),
+                    schema(),
+                    Layout::default(),
+                    options,
+                )
+                .unwrap();
+                for chunk in rows.chunks(700) {
+                    writer.write(batch(chunk)).await.unwrap();
+                }
+                let files = writer.finish().await.unwrap();
+                assert_eq!(files.len(), 1);
+                let location = object_path(&root, &files[0].path).unwrap();
+                let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+                let mut codecs: Vec<Compression> = reader
+                    .metadata()
+                    .row_groups()
+                    .iter()
+                    .flat_map(|g| g.columns().iter().map(|c| c.compression()))
+                    .collect();
+                codecs.dedup();
+                let read: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+                assert_eq!(read.iter().map(|b| b.num_rows()).sum::<usize>(), n as usize);
+                codecs
+            }
+        };
+        let options = WriterOptions::default;
+        let snappy = vec![Compression::SNAPPY];
+        let zstd = |level| vec![Compression::ZSTD(level)];
+        let level = ZstdLevel::try_new(1).unwrap();
+        assert_eq!(unpartitioned("small", 5_000, options()).await, snappy);
+        assert_eq!(unpartitioned("big", 20_000, options()).await, zstd(level));
+        let early = WriterOptions {
+            row_group_rows: 1_000,
+            ..options()
+        };
+        assert_eq!(unpartitioned("early", 5_000, early).await, zstd(level));
+        let never = WriterOptions {
+            small_file_rows: 0,
+            ..options()
+        };
+        assert_eq!(unpartitioned("never", 5_000, never).await, zstd(level));
     }
 
     #[tokio::test]

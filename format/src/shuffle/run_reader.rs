@@ -11,9 +11,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::buffer::Buffer;
-use arrow::compute::{cast, concat_batches};
+use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::convert::fb_to_schema;
 use arrow::ipc::reader::{FileDecoder, read_footer_length};
@@ -181,13 +181,12 @@ impl RunCursor {
         };
         let offset = (self.position - start) as usize;
         let len = (batch.num_rows() - offset).min(self.left as usize);
-        let out = if offset == 0 && len == batch.num_rows() {
-            batch.clone()
-        } else {
-            // A copy, so the group's rows do not hold the whole shared batch.
-            concat_batches(&self.file_schema, [&batch.slice(offset, len)])
-                .map_err(|e| Error::arrow(format!("reading run file {}", self.path), e))?
-        };
+        // A copy, so the group's rows do not hold the shared batch, nor the fetched window
+        // that an uncompressed batch's arrays point into (a writer holding them would
+        // count all of it). `concat_batches` of one batch is only a slice; `take` copies.
+        let rows = UInt32Array::from_iter_values(offset as u32..(offset + len) as u32);
+        let out = take_record_batch(batch, &rows)
+            .map_err(|e| Error::arrow(format!("reading run file {}", self.path), e))?;
         self.position += len as u64;
         self.left -= len as u64;
         Ok(Some(out))

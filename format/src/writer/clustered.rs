@@ -288,6 +288,58 @@ mod tests {
         assert_eq!(describe(&files), describe(&direct));
     }
 
+    /// A group whose rows come from several runs, compressed or not, is one row group
+    /// (and, being small, Snappy) within a budget far above its rows: the batches the
+    /// merge yields hold only their rows, not the run's shared buffers, so the writer does
+    /// not see the budget exceeded and cut the group into row groups of a few rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_from_several_runs_is_one_row_group() {
+        use object_store::ObjectStoreExt;
+        for compress in [false, true] {
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let rows = rows(0, 20_000);
+            let runs = write_runs(
+                &store,
+                &rows,
+                1_000,
+                &layout(),
+                RunOptions {
+                    memory_budget: 200 * 1024,
+                    compress,
+                    ..RunOptions::default()
+                },
+            )
+            .await;
+            assert!(runs.len() > 2, "{} runs", runs.len());
+            let root = Path::from("one-row-group");
+            let options = WriterOptions {
+                memory_budget: 64 * 1024,
+                ..WriterOptions::default()
+            };
+            let files = clustered_files(&store, &root, &runs, options).await;
+            check_files(store.as_ref(), &root, &files, &rows).await;
+            for file in &files {
+                let location = crate::writer::object_path(&root, &file.path).unwrap();
+                let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                        .unwrap();
+                let metadata = reader.metadata();
+                assert_eq!(
+                    metadata.num_row_groups(),
+                    1,
+                    "{} ({} rows, compress {compress})",
+                    file.path,
+                    file.num_rows
+                );
+                assert_eq!(
+                    metadata.row_group(0).column(0).compression(),
+                    parquet::basic::Compression::SNAPPY
+                );
+            }
+        }
+    }
+
     /// A group bigger than the target size rolls into several files, as with the direct
     /// writer, still one open at a time (groups arrive in many batches: one per run).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
