@@ -1294,7 +1294,7 @@ def report(args, info, started, case_list, all_steps, queue) -> str:
     target_lines = targets([s for s in all_steps if s.case in with_targets])
     if target_lines:
         lines += ["## Targets (from the issue, lineitem)", ""] + target_lines + [""]
-    for case in backfills:
+    for case in [c for c in case_list if c.scaling]:
         if target_lines := backfill_targets(case, all_steps):
             lines += ["## Targets (from issue 24, backfill)", ""] + target_lines + [""]
     for case in case_list:
