@@ -493,58 +493,35 @@ fn an_ingest_of_unchanged_inputs_commits_once_unless_forced() {
     );
     assert_eq!(rows(cwd, "lake"), n + 1);
 
-    // A schedule's slots commit once under their own keys; --force has no place there.
-    let refused = terrace(
-        cwd,
-        &[],
-        &[
-            "schedule",
-            "add",
-            "nightly",
-            "--cron",
-            "0 2 * * *",
-            "--",
-            "ingest",
-            "flights/*.csv",
-            "--into",
-            "lake",
-            "--force",
-        ],
-    );
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains("--force has no place in a schedule"),
-        "{}",
-        refused.stderr
-    );
-    // Nor has --explain: a slot's ingest runs.
-    let refused = terrace(
-        cwd,
-        &[],
-        &[
-            "schedule",
-            "add",
-            "nightly",
-            "--cron",
-            "0 2 * * *",
-            "--",
-            "ingest",
-            "flights/*.csv",
-            "--into",
-            "lake",
-            "--explain",
-        ],
-    );
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains("--explain has no place in a schedule"),
-        "{}",
-        refused.stderr
-    );
+    // A schedule's slots commit once under their own keys, and run: --force and
+    // --explain have no place there.
+    for flag in ["--force", "--explain"] {
+        let refused = terrace(
+            cwd,
+            &[],
+            &[
+                "schedule",
+                "add",
+                "nightly",
+                "--cron",
+                "0 2 * * *",
+                "--",
+                "ingest",
+                "flights/*.csv",
+                "--into",
+                "lake",
+                flag,
+            ],
+        );
+        assert_eq!(refused.code, 1, "{}", refused.stderr);
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("{flag} has no place in a schedule")),
+            "{}",
+            refused.stderr
+        );
+    }
 }
 
 /// Regression: `terrace cancel` while the job's commit ran showed "cancelled" though its
