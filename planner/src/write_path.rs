@@ -80,6 +80,19 @@ pub struct PathRequest {
     pub method: Option<ShuffleMethod>,
 }
 
+impl PathRequest {
+    /// Whether [`pick_write_path`] looks at a group sample for this request into `layout`:
+    /// when neither the path nor the method is asked for and the layout has groups.
+    pub fn needs_sample(&self, layout: &Layout) -> bool {
+        has_groups(layout) && self.shuffle != Some(false) && self.method.is_none()
+    }
+}
+
+/// Whether `layout` cuts rows into more than one group.
+fn has_groups(layout: &Layout) -> bool {
+    !layout.partition_on.is_empty() || layout.is_bucketed()
+}
+
 /// The (partition, bucket) groups in a sample of the input rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSample {
@@ -149,7 +162,7 @@ pub fn pick_write_path(
                 format!("--shuffle; its method because {why}"),
             )
         }
-        (None, None) if layout.partition_on.is_empty() && !layout.is_bucketed() => pick(
+        (None, None) if !has_groups(layout) => pick(
             WritePath::Direct,
             "the layout has no partition or bucket columns: files are cut by size alone".into(),
         ),

@@ -290,9 +290,7 @@ pub async fn plan_ingest(request: IngestRequest) -> Result<NewJob> {
         shuffle: request.shuffle,
         method: request.shuffle_method,
     };
-    let grouped = !layout.partition_on.is_empty() || layout.is_bucketed();
-    let sample = if grouped && path_request.shuffle != Some(false) && path_request.method.is_none()
-    {
+    let sample = if path_request.needs_sample(&layout) {
         super::shuffle::sample_groups(&files, &input_schema, &layout).await?
     } else {
         None
